@@ -1,0 +1,252 @@
+"""Grant a Databricks App's service principal what it needs on the engine's schemas.
+
+When you deploy, the app's service principal gets CONNECT and CREATE on the
+Lakebase database (the ``postgres`` resource in databricks.yml), and the app
+creates its schema and tables itself on first start, owning them. Run this
+script when objects were created by someone else first: typically you ran the
+server locally against the same Lakebase branch, so the schema and tables are
+yours and the app cannot use them.
+
+It grants, for each schema (``--schema``, repeatable; default
+``AGENT_SERVER_DB_SCHEMA`` or ``agent_server``):
+
+- USAGE, CREATE on the schema;
+- SELECT, INSERT, UPDATE, DELETE on every table in it;
+- USAGE, SELECT, UPDATE on every sequence in it;
+- the same on tables and sequences you create there later (default privileges);
+- CONNECT, CREATE on the database (the Apps resource grants this too; locally
+  the engine needs it because it runs CREATE SCHEMA IF NOT EXISTS at start).
+
+Connection: ``DATABASE_URL`` when set (any Postgres), else Lakebase from
+``LAKEBASE_AUTOSCALING_ENDPOINT``, ``LAKEBASE_AUTOSCALING_PROJECT`` +
+``LAKEBASE_AUTOSCALING_BRANCH`` or ``LAKEBASE_INSTANCE_NAME`` (read from the
+environment or ``.env``), authenticated as you through the Databricks SDK.
+
+Usage::
+
+    uv run grant-lakebase-permissions <service-principal-client-id> --schema agent_server_openai
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+DEFAULT_SCHEMA = "agent_server"
+TABLE_PRIVILEGES = sql.SQL("SELECT, INSERT, UPDATE, DELETE")
+SEQUENCE_PRIVILEGES = sql.SQL("USAGE, SELECT, UPDATE")
+SCHEMA_PRIVILEGES = sql.SQL("USAGE, CREATE")
+
+
+class GrantError(RuntimeError):
+    """A problem the user can fix; the message says how."""
+
+
+# ---------------------------------------------------------------- connection
+
+
+@dataclass(frozen=True)
+class LakebaseSettings:
+    autoscaling_endpoint: str | None = None
+    project: str | None = None
+    branch: str | None = None
+    instance_name: str | None = None
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "LakebaseSettings":
+        return cls(
+            autoscaling_endpoint=environ.get("LAKEBASE_AUTOSCALING_ENDPOINT") or None,
+            project=environ.get("LAKEBASE_AUTOSCALING_PROJECT") or None,
+            branch=environ.get("LAKEBASE_AUTOSCALING_BRANCH") or None,
+            instance_name=environ.get("LAKEBASE_INSTANCE_NAME") or None,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.autoscaling_endpoint or self.project or self.branch or self.instance_name)
+
+    def pool_kwargs(self) -> dict[str, str]:
+        """Arguments for databricks-ai-bridge's LakebasePool (one mode only)."""
+        if self.autoscaling_endpoint:
+            return {"autoscaling_endpoint": self.autoscaling_endpoint}
+        if self.project or self.branch:
+            if not (self.project and self.branch):
+                raise GrantError("Lakebase autoscaling needs both LAKEBASE_AUTOSCALING_PROJECT and LAKEBASE_AUTOSCALING_BRANCH")
+            return {"project": self.project, "branch": self.branch}
+        return {"instance_name": self.instance_name}
+
+
+@contextmanager
+def connect(database_url: str | None, lakebase: LakebaseSettings) -> Iterator[tuple[psycopg.Connection, bool]]:
+    """Yield ``(connection, is_lakebase)``; the connection autocommits each grant."""
+    if database_url:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            yield conn, False
+        return
+    if not lakebase.configured:
+        raise GrantError(
+            "no database configured: set DATABASE_URL, or LAKEBASE_AUTOSCALING_ENDPOINT, or "
+            "LAKEBASE_AUTOSCALING_PROJECT and LAKEBASE_AUTOSCALING_BRANCH, or LAKEBASE_INSTANCE_NAME "
+            "(in the environment or .env; `uv run quickstart` writes them)"
+        )
+    from databricks_ai_bridge.lakebase import LakebasePool
+
+    pool = LakebasePool(**lakebase.pool_kwargs(), min_size=1, max_size=1)
+    try:
+        with pool.connection() as conn:
+            conn.autocommit = True
+            yield conn, True
+    finally:
+        pool.close()
+
+
+# -------------------------------------------------------------------- grants
+
+
+def ensure_role(conn: psycopg.Connection, grantee: str, *, lakebase: bool) -> None:
+    """Make sure the grantee role exists (Lakebase can create it for a service principal)."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (grantee,)).fetchone():
+        return
+    if not lakebase:
+        raise GrantError(f"role {grantee!r} does not exist in this database; create it first (CREATE ROLE ... LOGIN)")
+    # Lakebase maps Databricks identities to Postgres roles through this extension.
+    conn.execute("CREATE EXTENSION IF NOT EXISTS databricks_auth")
+    conn.execute("SELECT databricks_create_role(%s, 'SERVICE_PRINCIPAL')", (grantee,))
+    print(f"created Postgres role for service principal {grantee}")
+
+
+def grant_database(conn: psycopg.Connection, grantee: str) -> None:
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(
+        sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(grantee))
+    )
+    print(f"database {database}: CONNECT, CREATE")
+
+
+def grant_schema(conn: psycopg.Connection, grantee: str, schema: str) -> bool:
+    """Grant everything on one schema; False when the schema does not exist yet."""
+    if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+        print(
+            f"schema {schema}: does not exist yet, nothing to grant "
+            "(the app creates it on first start and owns it)"
+        )
+        return False
+    role = sql.Identifier(grantee)
+    ident = sql.Identifier(schema)
+    conn.execute(sql.SQL("GRANT {} ON SCHEMA {} TO {}").format(SCHEMA_PRIVILEGES, ident, role))
+    print(f"schema {schema}: USAGE, CREATE")
+
+    # Object by object rather than ON ALL ... IN SCHEMA: on Lakebase the bulk
+    # form skips objects owned by other roles, and this way the output shows
+    # exactly what was granted.
+    tables = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname",
+        (schema,),
+    ).fetchall()
+    for (table,) in tables:
+        conn.execute(sql.SQL("GRANT {} ON TABLE {} TO {}").format(TABLE_PRIVILEGES, sql.Identifier(schema, table), role))
+    print(f"schema {schema}: SELECT, INSERT, UPDATE, DELETE on {len(tables)} table(s)")
+
+    sequences = conn.execute(
+        "SELECT sequencename FROM pg_sequences WHERE schemaname = %s ORDER BY sequencename", (schema,)
+    ).fetchall()
+    for (sequence,) in sequences:
+        conn.execute(
+            sql.SQL("GRANT {} ON SEQUENCE {} TO {}").format(SEQUENCE_PRIVILEGES, sql.Identifier(schema, sequence), role)
+        )
+    print(f"schema {schema}: USAGE, SELECT, UPDATE on {len(sequences)} sequence(s)")
+
+    # Objects this user creates in the schema later (a local run that adds a
+    # table) are covered too. Default privileges apply to the creating role,
+    # which is the one running this script.
+    conn.execute(
+        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT {} ON TABLES TO {}").format(ident, TABLE_PRIVILEGES, role)
+    )
+    conn.execute(
+        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT {} ON SEQUENCES TO {}").format(
+            ident, SEQUENCE_PRIVILEGES, role
+        )
+    )
+    print(f"schema {schema}: default privileges on future tables and sequences")
+    return True
+
+
+def grant_all(conn: psycopg.Connection, grantee: str, schemas: Sequence[str], *, lakebase: bool) -> None:
+    """Everything the engine needs, for every schema in ``schemas``."""
+    ensure_role(conn, grantee, lakebase=lakebase)
+    grant_database(conn, grantee)
+    for schema in schemas:
+        grant_schema(conn, grantee, schema)
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def _schema_name(value: str) -> str:
+    # Same rule as the engine's EngineSettings.db_schema, so a typo fails here.
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a lowercase schema name (letters, digits, underscores)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grant-lakebase-permissions",
+        description=(
+            "Grant a Databricks App's service principal USAGE+CREATE on the engine's Postgres schemas, "
+            "read/write on their tables and sequences, and default privileges for objects created later. "
+            "Connects with DATABASE_URL, or to Lakebase via LAKEBASE_* settings (environment or .env)."
+        ),
+    )
+    parser.add_argument(
+        "grantee",
+        metavar="service-principal-client-id",
+        help="the app's service principal client id (`databricks apps get <app-name>` shows it as "
+        "service_principal_client_id); locally, any Postgres role name",
+    )
+    parser.add_argument(
+        "--schema",
+        dest="schemas",
+        action="append",
+        type=_schema_name,
+        help="schema to grant on; repeat for several (engine and agent memory schemas). "
+        f"Default: AGENT_SERVER_DB_SCHEMA or {DEFAULT_SCHEMA!r}. The apps in databricks.yml use "
+        "agent_server_openai and agent_server_langgraph.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)  # the environment wins over .env
+    schemas = args.schemas or [os.environ.get("AGENT_SERVER_DB_SCHEMA") or DEFAULT_SCHEMA]
+    try:
+        with connect(os.environ.get("DATABASE_URL"), LakebaseSettings.from_env()) as (conn, is_lakebase):
+            grant_all(conn, args.grantee, schemas, lakebase=is_lakebase)
+    except GrantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.errors.InsufficientPrivilege as exc:
+        print(
+            f"error: you may not grant these privileges ({exc}). Connect as the owner of the objects "
+            "or as a member of databricks_superuser.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"done: {args.grantee} can now use schema(s) {', '.join(schemas)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
