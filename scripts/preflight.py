@@ -1,0 +1,191 @@
+"""Start the server with the current configuration and check it end to end.
+
+Preflight starts ``start-server`` on a free port of 127.0.0.1 with your
+environment (and ``.env``, which the server reads), then sends one request in
+each of the three patterns (standard, background + poll, background +
+stream), replays the stream with ``starting_after``, cancels a running
+response, and prints one PASS/FAIL line per check. It exits non-zero when
+any check fails, with the tail of the server log.
+
+``--url`` checks a server that is already running instead (for example a
+deployed app, with ``--token``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from .preflight_checks import CheckResult, PreflightClient, run_all
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_command() -> list[str]:
+    """``start-server`` from this environment, else through uv."""
+    script = Path(sys.executable).with_name("start-server")
+    return [str(script)] if script.exists() else ["uv", "run", "start-server"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StartedServer:
+    """The server process preflight started, in its own process group."""
+
+    def __init__(self, command: list[str], port: int, log_path: Path):
+        self.command = [*command, "--port", str(port)]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_healthy(self, timeout: float) -> str:
+        """Wait for /health to report a connected database; return why not, or ''."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return f"the server exited with code {self.proc.returncode}"
+            try:
+                response = httpx.get(f"{self.base_url}/health", timeout=2.0)
+                database = response.json().get("database") or {}
+                if response.status_code == 200 and database.get("status") in (None, "connected"):
+                    return ""
+                last = f"/health: {response.status_code} {json.dumps(database)[:300]}"
+            except (httpx.HTTPError, ValueError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.2)
+        return f"not healthy after {timeout:.0f}s ({last})"
+
+    def stop(self) -> None:
+        """Stop the process group we started: SIGTERM, then SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+
+def _json_arg(value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="preflight",
+        description=(
+            "Start the agent server with the current configuration and check the standard, background + poll "
+            "and background + stream request patterns, stream resume and cancel. Prints PASS/FAIL per check; "
+            "exits 1 on any failure."
+        ),
+    )
+    parser.add_argument("--url", help="check this running server instead of starting one")
+    parser.add_argument("--token", default=os.environ.get("PREFLIGHT_TOKEN"),
+                        help="bearer token for --url (e.g. from `databricks auth token`); env PREFLIGHT_TOKEN")
+    parser.add_argument("--command", type=shlex.split, default=None,
+                        help="server command to start, without --port (default: start-server)")
+    parser.add_argument("--port", type=int, help="port for the started server (default: a free one)")
+    parser.add_argument("--prompt", default="Say hello in five words.", help="user message for the checks")
+    parser.add_argument("--custom-inputs", type=_json_arg, help="JSON object sent as custom_inputs")
+    parser.add_argument("--cancel-custom-inputs", type=_json_arg,
+                        help="JSON custom_inputs for the long request of the cancel check")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per check (default 120)")
+    parser.add_argument("--startup-timeout", type=float, default=120.0,
+                        help="seconds to wait for the server to become healthy (default 120)")
+    parser.add_argument("--log-file", type=Path, help="where the started server logs (default: a temp file)")
+    return parser
+
+
+def print_results(results: list[CheckResult]) -> None:
+    width = max(len(r.name) for r in results)
+    for r in results:
+        print(f"{'PASS' if r.ok else 'FAIL'}  {r.name.ljust(width)}  {r.detail}", flush=True)
+
+
+def check_server(base_url: str, args: argparse.Namespace) -> list[CheckResult]:
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    timeout = httpx.Timeout(args.timeout, connect=10.0)
+    with httpx.Client(base_url=base_url, headers=headers, timeout=timeout) as http:
+        client = PreflightClient(
+            http=http,
+            prompt=args.prompt,
+            timeout=args.timeout,
+            custom_inputs=args.custom_inputs,
+            cancel_custom_inputs=args.cancel_custom_inputs if args.cancel_custom_inputs is not None
+            else args.custom_inputs,
+        )
+        return run_all(client)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.url:
+        print(f"checking {args.url}", flush=True)
+        results = check_server(args.url.rstrip("/"), args)
+        print_results(results)
+        return 0 if all(r.ok for r in results) else 1
+
+    log_path = args.log_file or Path(tempfile.mkstemp(prefix="preflight-server-", suffix=".log")[1])
+    server = StartedServer(args.command or default_command(), args.port or free_port(), log_path)
+    print(f"starting {shlex.join(server.command)} (log: {log_path})", flush=True)
+    try:
+        server.start()
+    except OSError as exc:
+        print_results([CheckResult("server starts", False, f"cannot run {server.command[0]}: {exc}")])
+        return 1
+    try:
+        problem = server.wait_healthy(args.startup_timeout)
+        results = [CheckResult("server starts", not problem, problem or server.base_url)]
+        if not problem:
+            results += check_server(server.base_url, args)
+    finally:
+        server.stop()
+    print_results(results)
+    if not all(r.ok for r in results):
+        print(f"\nserver log ({log_path}), last lines:\n{server.log_tail()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
