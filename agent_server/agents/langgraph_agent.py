@@ -1,0 +1,93 @@
+"""The LangGraph variant. This is the file you edit.
+
+A tool-calling graph: the model node answers or asks for tools, the tools
+node runs them, and the loop ends when the model answers without a tool call.
+Change ``INSTRUCTIONS``, the tools (see ``tools.py``) or ``build_graph``; the
+handlers at the bottom stream the graph to the server. Importing this module
+registers them with the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+import mlflow
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import SystemMessage
+from langchain_core.tools import StructuredTool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from mlflow.genai.agent_server import invoke, stream
+from mlflow.types.responses import ResponsesAgentRequest
+
+from .langgraph_events import responses_events
+from .model_choice import choose_model
+from .request_input import chat_messages
+from .tools import TOOLS
+
+logger = logging.getLogger(__name__)
+
+FRAMEWORK = "langgraph"
+MODEL = choose_model()
+
+INSTRUCTIONS = (
+    "You are a helpful assistant. Use get_current_time when asked about the time or date, "
+    "and research when asked to research a topic; pass the seconds the user asks for."
+)
+
+mlflow.langchain.autolog()
+
+
+def build_model() -> BaseChatModel:
+    """The chat model: a Databricks serving endpoint, or the offline model."""
+    if MODEL.offline:
+        from .offline.langchain_model import OfflineChatModel
+
+        return OfflineChatModel()
+    from databricks_langchain import ChatDatabricks
+
+    return ChatDatabricks(endpoint=MODEL.endpoint)
+
+
+def _as_langchain_tool(function) -> StructuredTool:
+    # Async tools need `coroutine=`; sync ones `func=`.
+    import inspect
+
+    if inspect.iscoroutinefunction(function):
+        return StructuredTool.from_function(coroutine=function)
+    return StructuredTool.from_function(func=function)
+
+
+@functools.cache
+def build_graph():
+    """The compiled graph (built once per process)."""
+    tools = [_as_langchain_tool(function) for function in TOOLS]
+    model = build_model().bind_tools(tools)
+
+    async def call_model(state: MessagesState) -> dict:
+        return {"messages": [await model.ainvoke([SystemMessage(INSTRUCTIONS), *state["messages"]])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", call_model)
+    graph.add_node("tools", ToolNode(tools))
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", tools_condition, {"tools": "tools", END: END})
+    graph.add_edge("tools", "model")
+    return graph.compile()
+
+
+@stream()
+async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
+    """Run the graph, streaming Responses events (background requests use this too)."""
+    astream = build_graph().astream({"messages": chat_messages(request)}, stream_mode=["updates", "messages"])
+    async for event in responses_events(astream):
+        yield event
+
+
+@invoke()
+async def invoke_handler(request: ResponsesAgentRequest) -> dict:
+    """Run the graph to the end; the output items of the stream."""
+    items = [event["item"] async for event in stream_handler(request) if event["type"] == "response.output_item.done"]
+    return {"output": items}

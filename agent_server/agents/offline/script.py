@@ -1,0 +1,102 @@
+"""What the offline model says next, decided from the conversation by fixed rules.
+
+Both SDK adapters translate their messages into :class:`Turn` objects, ask
+:func:`plan_reply`, and translate the answer back. The rules:
+
+- right after a tool result: answer with that result;
+- asked about the time (and ``get_current_time`` is available): call it;
+- asked to research something (and ``research`` is available): call it, with
+  the topic and the seconds from the request ("research tides for 5 seconds");
+- anything else: a fixed reply that says this is the offline model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+_SECONDS = re.compile(r"\b(?:for\s+)?(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
+_RESEARCH = re.compile(r"\bresearch(?:ing)?\b(?:\s+(?:on|about|into|the topic(?: of)?))?\s*(?P<topic>.*)", re.IGNORECASE | re.DOTALL)
+_TIME = re.compile(r"\b(time|clock|what day|date today|today's date)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One conversation entry: user text, assistant text, or a tool's result."""
+
+    role: Literal["user", "assistant", "tool"]
+    text: str = ""
+    tool_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """Call ``name`` with ``arguments``."""
+
+    name: str
+    arguments: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TextReply:
+    """Answer with ``text``."""
+
+    text: str
+
+
+Plan = ToolCall | TextReply
+
+
+def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
+    """The offline model's next step for this conversation."""
+    last = turns[-1] if turns else Turn("user", "")
+    if last.role == "tool":
+        return TextReply(_answer_from_tool(last))
+    if last.role == "user":
+        text = last.text
+        research = _RESEARCH.search(text)
+        if research and "research" in tool_names:
+            return ToolCall("research", _research_arguments(research["topic"]))
+        if _TIME.search(text) and "get_current_time" in tool_names:
+            return ToolCall("get_current_time", {})
+    return TextReply(_fallback(last.text, tool_names))
+
+
+def _research_arguments(rest: str) -> dict:
+    arguments: dict = {}
+    seconds = _SECONDS.search(rest)
+    if seconds:
+        arguments["seconds"] = float(seconds.group(1))
+        rest = rest[: seconds.start()] + rest[seconds.end():]
+    topic = rest.strip(" \t\n.?!,;:")
+    arguments["topic"] = topic or "the requested topic"
+    return arguments
+
+
+def _answer_from_tool(turn: Turn) -> str:
+    if turn.tool_name == "get_current_time":
+        return f"The current time is {turn.text} (UTC), according to the get_current_time tool."
+    if turn.tool_name == "research":
+        return f"Here is what the research tool reported: {turn.text}"
+    return f"The {turn.tool_name or 'tool'} tool returned: {turn.text}"
+
+
+def _fallback(text: str, tool_names: list[str]) -> str:
+    snippet = " ".join(text.split())[:80]
+    examples = []
+    if "get_current_time" in tool_names:
+        examples.append('"What time is it?"')
+    if "research" in tool_names:
+        examples.append('"Research tide pools for 5 seconds"')
+    hint = f" Try {' or '.join(examples)} to see a tool call." if examples else ""
+    heard = f' You wrote: "{snippet}".' if snippet else ""
+    return (
+        "Hello! I am the offline demo model, not an LLM: no model serving endpoint is configured, "
+        f"so I answer from a fixed script.{heard}{hint} Set LLM_ENDPOINT_NAME and Databricks auth to use a real model."
+    )
+
+
+def split_tokens(text: str) -> list[str]:
+    """``text`` cut into word-sized tokens that join back to exactly ``text``."""
+    return re.findall(r"\s*\S+|\s+$", text) or [text]

@@ -1,0 +1,76 @@
+"""The OpenAI Agents SDK variant. This is the file you edit.
+
+Change ``INSTRUCTIONS``, the tools (see ``tools.py``) or ``create_agent``;
+the handlers at the bottom stream the run to the server and seldom need
+changes. Importing this module registers them with the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+import mlflow
+from agents import Agent, Model, Runner, function_tool
+from agents.tracing import set_trace_processors
+from mlflow.genai.agent_server import invoke, stream
+from mlflow.types.responses import ResponsesAgentRequest
+
+from .model_choice import choose_model
+from .openai_events import responses_events
+from .request_input import input_items
+from .tools import TOOLS
+
+logger = logging.getLogger(__name__)
+
+FRAMEWORK = "openai"
+MODEL = choose_model()
+
+INSTRUCTIONS = (
+    "You are a helpful assistant. Use get_current_time when asked about the time or date, "
+    "and research when asked to research a topic; pass the seconds the user asks for."
+)
+
+# Traces go to MLflow only; the SDK's default exporter would try to reach api.openai.com.
+set_trace_processors([])
+mlflow.openai.autolog()
+
+
+@functools.cache
+def build_model() -> Model:
+    """The model behind the agent: a Databricks serving endpoint, or the offline model."""
+    if MODEL.offline:
+        from .offline.openai_model import OfflineAgentsModel
+
+        return OfflineAgentsModel()
+    from agents import OpenAIChatCompletionsModel
+    from databricks_openai import AsyncDatabricksOpenAI
+
+    # Databricks serving endpoints speak Chat Completions (/serving-endpoints/chat/completions).
+    return OpenAIChatCompletionsModel(model=MODEL.endpoint, openai_client=AsyncDatabricksOpenAI())
+
+
+def create_agent() -> Agent:
+    """The agent one request runs."""
+    return Agent(
+        name="assistant",
+        instructions=INSTRUCTIONS,
+        model=build_model(),
+        tools=[function_tool(tool) for tool in TOOLS],
+    )
+
+
+@stream()
+async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
+    """Run the agent, streaming Responses events (background requests use this too)."""
+    result = Runner.run_streamed(create_agent(), input=input_items(request))
+    async for event in responses_events(result.stream_events()):
+        yield event
+
+
+@invoke()
+async def invoke_handler(request: ResponsesAgentRequest) -> dict:
+    """Run the agent to the end; the output items of the stream."""
+    items = [event["item"] async for event in stream_handler(request) if event["type"] == "response.output_item.done"]
+    return {"output": items}
