@@ -57,20 +57,6 @@ class LakebaseConfig:
     autoscaling_project: str | None = None
     autoscaling_branch: str | None = None
 
-    @property
-    def configured(self) -> bool:
-        return any((self.instance_name, self.autoscaling_endpoint, self.autoscaling_project))
-
-    def describe(self) -> str:
-        """A short human-readable description for logs."""
-        if self.autoscaling_endpoint:
-            return f"Lakebase Autoscaling endpoint {self.autoscaling_endpoint}"
-        if self.autoscaling_project:
-            return f"Lakebase Autoscaling project {self.autoscaling_project}, branch {self.autoscaling_branch}"
-        if self.instance_name:
-            return f"Lakebase Provisioned instance {self.instance_name}"
-        return "no Lakebase"
-
 
 _THREE_OPTIONS = (
     "LAKEBASE_AUTOSCALING_ENDPOINT (projects/<project>/branches/<branch>/endpoints/<endpoint>), "
