@@ -1,13 +1,21 @@
-"""Shared fixtures: one real embedded PostgreSQL per test session, and a fresh
-schema per test so tests never see each other's rows (nothing to reset)."""
+"""Shared fixtures: one real embedded PostgreSQL per test session, a fresh
+schema per test so tests never see each other's rows (nothing to reset), and
+server processes running the synthetic agent."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import uuid
 
+import httpx
+import psycopg
 import pytest
 
 from agent_server.long_running.embedded import EmbeddedPostgres
+from tests.support import ServerProcess, python_argv
+
+_server_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +36,64 @@ def pg_url(embedded_pg) -> str:
 def db_schema() -> str:
     """A schema name no other test uses."""
     return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def _start_synthetic(pg_url: str, log_dir, schema: str, workers: int = 1, env: dict | None = None,
+                     **kwargs) -> ServerProcess:
+    n = next(_server_numbers)
+    kwargs = {"database_url": pg_url, "db_schema": schema, **kwargs}
+    server_env = {
+        "SYNTHETIC_SERVER_KWARGS": json.dumps(kwargs),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{log_dir}/mlflow-{n}.db",
+        **(env or {}),
+    }
+    argv = python_argv("-m", "tests.serve_synthetic", "--workers", str(workers))
+    return ServerProcess(argv, env=server_env, log_path=log_dir / f"server-{n}.log")
+
+
+@pytest.fixture
+def start_server(pg_url, tmp_path):
+    """Factory: ``start_server(schema, workers=1, wait=True, **constructor_kwargs)`` -> a ServerProcess
+    (healthy, or just launched with ``wait=False``)."""
+    servers: list[ServerProcess] = []
+
+    def start(schema: str, workers: int = 1, env: dict | None = None, wait: bool = True,
+              **kwargs) -> ServerProcess:
+        server = _start_synthetic(pg_url, tmp_path, schema, workers, env, **kwargs)
+        servers.append(server)
+        return server.start() if wait else server.launch()
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_schema() -> str:
+    return f"shared_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def shared_server(pg_url, tmp_path_factory, shared_schema) -> ServerProcess:
+    """One synthetic-agent server for the many tests that need nothing special."""
+    server = _start_synthetic(pg_url, tmp_path_factory.mktemp("shared"), shared_schema,
+                              heartbeat_interval_seconds=1.0, heartbeat_stale_threshold_seconds=5.0)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def client(shared_server) -> httpx.Client:
+    with httpx.Client(base_url=shared_server.base_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def sql(pg_url):
+    """Run SQL on the test database directly (to check what is stored)."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        def run(query: str, params=None) -> list[tuple]:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+        yield run

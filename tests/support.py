@@ -39,11 +39,18 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "ServerProcess":
+        return self.launch().wait_until_healthy(timeout)
+
+    def launch(self) -> "ServerProcess":
+        """Start the process without waiting for it (to start several at once)."""
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             self.argv, env=self.env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        return self
+
+    def wait_until_healthy(self, timeout: float = 60.0) -> "ServerProcess":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -89,3 +96,47 @@ class ServerProcess:
 def python_argv(*args: str) -> list[str]:
     """A command that runs with this test session's interpreter."""
     return [sys.executable, *args]
+
+
+def iter_sse(lines):
+    """Frames of an SSE body as they arrive: dicts for JSON data, '[DONE]' for the end."""
+    import json
+
+    for line in lines:
+        if line.startswith("data: "):
+            payload = line[len("data: "):]
+            yield payload if payload == "[DONE]" else json.loads(payload)
+
+
+def parse_sse(lines) -> list[dict | str]:
+    """All frames of an SSE body (reads it to the end)."""
+    return list(iter_sse(lines))
+
+
+def stream_frames(client: httpx.Client, method: str, url: str, **kwargs) -> list[dict | str]:
+    """Read a whole SSE response (until the server closes it)."""
+    with client.stream(method, url, **kwargs) as response:
+        response.raise_for_status()
+        return parse_sse(response.iter_lines())
+
+
+def wait_for_status(client: httpx.Client, url: str, statuses: set[str], timeout: float = 30.0,
+                    headers: dict | None = None) -> dict:
+    """Poll GET ``url`` until its status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = client.get(url, headers=headers).json()
+        if body.get("status") in statuses:
+            return body
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} still {body.get('status')!r} after {timeout}s: {body}")
+
+
+def read_records(path: Path) -> list[dict]:
+    """The synthetic agent's invocation record (one JSON object a line)."""
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

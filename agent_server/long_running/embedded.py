@@ -12,6 +12,7 @@ the network can reach it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import warnings
@@ -67,6 +68,8 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user)
         except Exception as exc:  # already stopped, or never fully started
             logger.debug("embedded PostgreSQL stop: %s", exc)
+        # The wheel registers its own stop at exit; it would only complain now.
+        atexit.unregister(self._server._cleanup)
 
     def restart(self) -> str:
         """Stop and start again on the same data (used by fault-injection tests)."""

@@ -1,0 +1,260 @@
+"""The event log: append with group commit, read after a cursor, tail live.
+
+Durable before visible: tailers are woken only after a batch has committed,
+in this process directly and in other processes by the NOTIFY that commits
+with the batch. A lost notification costs a tailer at most one poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .models import Status, StoredEvent
+from .response_object import build_response, event_json, terminal_event
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+#: Largest batch in one INSERT; more waiting events go in the next one.
+MAX_BATCH = 500
+#: A handler that produces faster than the database commits is paused here.
+MAX_PENDING = 5000
+
+
+class LeaseLost(Exception):
+    """The attempt no longer owns its response (cancelled, timed out, or claimed)."""
+
+
+class DatabaseGaveUp(Exception):
+    """Writes kept failing for longer than the retry bound."""
+
+
+class _Tailer:
+    __slots__ = ("cursor", "wakeup")
+
+    def __init__(self, cursor: int):
+        self.cursor = cursor
+        self.wakeup = asyncio.Event()
+
+
+class EventLog:
+    """Reading and tailing a response's events; wakes tailers after commits."""
+
+    def __init__(self, store: Store, poll_interval_seconds: float):
+        self.store = store
+        self.poll_interval_seconds = poll_interval_seconds
+        self._tailers: dict[str, set[_Tailer]] = {}
+
+    def committed(self, response_id: str, last_sequence: int) -> None:
+        """Events up to ``last_sequence`` are durable: wake whoever waits for them."""
+        for tailer in self._tailers.get(response_id, ()):
+            if tailer.cursor < last_sequence:
+                tailer.wakeup.set()
+
+    def on_notify(self, payload: str) -> None:
+        """A NOTIFY from any process: ``<response_id>:<last_sequence>``."""
+        response_id, _, seq = payload.rpartition(":")
+        try:
+            self.committed(response_id, int(seq))
+        except ValueError:
+            logger.warning("Ignoring malformed event notification %r", payload)
+
+    def wake_all(self) -> None:
+        """After the LISTEN connection came back: anything may have been missed."""
+        for tailers in self._tailers.values():
+            for tailer in tailers:
+                tailer.wakeup.set()
+
+    async def tail(
+        self,
+        response_id: str,
+        after: int,
+        still_exists: Callable[[], Any],
+        keepalive_seconds: float = 15.0,
+    ) -> AsyncIterator[StoredEvent | None]:
+        """Yield events with ``sequence_number > after`` until the terminal one.
+
+        Yields ``None`` as a keep-alive when nothing happened for
+        ``keepalive_seconds``. ``still_exists`` is awaited on quiet polls so a
+        deleted response ends the tail instead of hanging it.
+        """
+        tailer = _Tailer(after)
+        self._tailers.setdefault(response_id, set()).add(tailer)
+        try:
+            quiet_since = time.monotonic()
+            while True:
+                # Clear before reading: a commit after this point sets it again.
+                tailer.wakeup.clear()
+                events = await self.store.events_after(response_id, tailer.cursor)
+                for event in events:
+                    tailer.cursor = event.sequence_number
+                    yield event
+                    if event.is_terminal:
+                        return
+                if events:
+                    quiet_since = time.monotonic()
+                    if len(events) >= 1000:
+                        continue
+                try:
+                    await asyncio.wait_for(tailer.wakeup.wait(), self.poll_interval_seconds)
+                except TimeoutError:
+                    if not await still_exists():
+                        return
+                    if time.monotonic() - quiet_since >= keepalive_seconds:
+                        quiet_since = time.monotonic()
+                        yield None
+        finally:
+            tailers = self._tailers.get(response_id)
+            if tailers is not None:
+                tailers.discard(tailer)
+                if not tailers:
+                    del self._tailers[response_id]
+
+
+class AttemptWriter:
+    """Appends one attempt's events with group commit.
+
+    ``append`` never waits for the database: it numbers the event and queues
+    it. If no flush is running, one starts at once (an idle stream pays one
+    commit per event, no added delay); events that arrive during a flush go
+    together in the next one (a busy stream batches itself).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        log: EventLog,
+        response_id: str,
+        attempt_number: int,
+        next_sequence: int,
+        created_at: float,
+        model: str,
+        retry_seconds: float,
+        on_lease_lost: Callable[[BaseException], None],
+    ):
+        self.store = store
+        self.log = log
+        self.response_id = response_id
+        self.attempt_number = attempt_number
+        self.next_sequence = next_sequence
+        self.created_at = created_at
+        self.model = model
+        self.retry_seconds = retry_seconds
+        self.on_lease_lost = on_lease_lost
+        self.output_items: list[dict[str, Any]] = []
+        self._pending: list[tuple[int, str, str]] = []
+        self._flusher: asyncio.Task | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.failure: BaseException | None = None
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Number, serialise and queue one event (``event`` is stamped in place)."""
+        if self.failure is not None:
+            raise self.failure
+        seq = self.next_sequence
+        self.next_sequence += 1
+        event_type = event.get("type") or "message"
+        if event_type == "response.output_item.done" and isinstance(event.get("item"), dict):
+            self.output_items.append(event["item"])
+        self._pending.append((seq, event_type, event_json(event, seq, self.response_id)))
+        self._drained.clear()
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_all(), name=f"flush-{self.response_id}")
+
+    async def wait_for_room(self) -> None:
+        """Backpressure: let a very fast producer wait while the backlog is large."""
+        while len(self._pending) > MAX_PENDING and self.failure is None:
+            await asyncio.sleep(0.001)
+
+    async def drain(self) -> None:
+        """Wait until every appended event is committed (or raise why not)."""
+        await self._drained.wait()
+        if self.failure is not None:
+            raise self.failure
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                owned = await self._with_retry(self.store.append_events, self.response_id, self.attempt_number, batch)
+                if not owned:
+                    raise LeaseLost(f"attempt {self.attempt_number} of {self.response_id} lost its lease")
+                self.log.committed(self.response_id, batch[-1][0])
+        except BaseException as exc:  # noqa: BLE001 - reported to the attempt, not swallowed
+            self.failure = exc if isinstance(exc, Exception) else LeaseLost("writer stopped")
+            self._pending.clear()
+            if not isinstance(exc, asyncio.CancelledError):
+                self.on_lease_lost(self.failure)
+        finally:
+            self._flusher = None
+            self._drained.set()
+
+    async def _with_retry(self, fn, *args, **kwargs):
+        """Retry transient database errors with back-off, up to ``retry_seconds``.
+
+        Retrying an INSERT whose commit did succeed is safe: the batch is
+        re-sent with the same sequence numbers and ``ON CONFLICT DO NOTHING``.
+        """
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await fn(*args, **kwargs)
+            except (LeaseLost, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseGaveUp(f"database writes failed for {self.retry_seconds:.0f}s: {exc}") from exc
+                logger.warning("Write for %s failed (%s); retrying in %.2fs", self.response_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def finish(
+        self,
+        status: Status,
+        *,
+        error: dict[str, Any] | None = None,
+        incomplete_details: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+    ) -> bool:
+        """Commit the remaining events, then the final status and terminal event.
+
+        Returns False if the response was ended by someone else meanwhile.
+        """
+        await self.drain()
+        seq = self.next_sequence
+        response = build_response(
+            response_id=self.response_id,
+            created_at=self.created_at,
+            status=status,
+            model=self.model,
+            output=self.output_items,
+            attempt_number=self.attempt_number,
+            error=error,
+            incomplete_details=incomplete_details,
+            trace_id=trace_id,
+        )
+        data = event_json(terminal_event(response), seq, self.response_id)
+        finished = await self._with_retry(
+            self.store.finish_attempt,
+            response_id=self.response_id,
+            attempt_number=self.attempt_number,
+            status=status,
+            output=self.output_items,
+            error=error,
+            incomplete_details=incomplete_details,
+            trace_id=trace_id,
+            sequence_number=seq,
+            event_data=data,
+        )
+        if finished:
+            self.next_sequence += 1
+            self.log.committed(self.response_id, seq)
+        return finished

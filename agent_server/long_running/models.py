@@ -1,0 +1,66 @@
+"""Row types and statuses, matching the SQL in ``sql/``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INCOMPLETE = "incomplete"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (Status.QUEUED, Status.IN_PROGRESS)
+
+    @property
+    def terminal_event_type(self) -> str:
+        return f"response.{self.value}"
+
+
+TERMINAL_EVENT_TYPES = frozenset(s.terminal_event_type for s in Status if s.is_terminal)
+
+
+@dataclass(frozen=True)
+class ResponseRow:
+    """One row of ``responses`` plus the number of its last stored event."""
+
+    response_id: str
+    owner: str
+    status: Status
+    attempt_number: int
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    request: dict[str, Any]
+    request_headers: dict[str, str]
+    model: str
+    output: list[dict[str, Any]] | None
+    error: dict[str, Any] | None
+    incomplete_details: dict[str, Any] | None
+    trace_id: str | None
+    last_sequence: int
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "ResponseRow":
+        return cls(**{**record, "status": Status(record["status"])})
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    sequence_number: int
+    type: str
+    data: str  # the exact JSON of the SSE frame
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_EVENT_TYPES

@@ -1,0 +1,71 @@
+"""The OpenAI-style Response object and the server's own events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .models import ResponseRow, Status
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, the form every stored event takes."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def build_response(
+    *,
+    response_id: str,
+    created_at: float,
+    status: Status,
+    model: str,
+    output: list[dict[str, Any]],
+    attempt_number: int,
+    error: dict[str, Any] | None = None,
+    incomplete_details: dict[str, Any] | None = None,
+    trace_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(created_at),
+        "status": status.value,
+        "background": True,
+        "model": model,
+        "output": output,
+        "error": error,
+        "incomplete_details": incomplete_details,
+        "metadata": {"trace_id": trace_id} if trace_id else {},
+        "attempt_number": attempt_number,
+    }
+
+
+def response_from_row(row: ResponseRow, output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The Response object for a stored row; ``output`` overrides the stored one (in-flight runs)."""
+    return build_response(
+        response_id=row.response_id,
+        created_at=row.created_at.timestamp(),
+        status=row.status,
+        model=row.model,
+        output=output if output is not None else (row.output or []),
+        attempt_number=row.attempt_number,
+        error=row.error,
+        incomplete_details=row.incomplete_details,
+        trace_id=row.trace_id,
+    )
+
+
+def event_json(event: dict[str, Any], sequence_number: int, response_id: str) -> str:
+    """Stamp an event with its place in the log and serialise it."""
+    event["sequence_number"] = sequence_number
+    event["response_id"] = response_id
+    return dumps(event)
+
+
+def terminal_event(response: dict[str, Any]) -> dict[str, Any]:
+    """``response.completed`` / ``.failed`` / ``.cancelled`` / ``.incomplete``."""
+    return {"type": f"response.{response['status']}", "response": response}
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}

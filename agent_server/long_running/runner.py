@@ -1,0 +1,388 @@
+"""The run engine: start, execute, heartbeat, cancel, time out, claim.
+
+One ``Runner`` per worker process. It holds at most ``max_concurrent_tasks``
+attempts; the rest wait in the ``queued`` state for any worker with room.
+``attempt_number`` is the lease: every write an attempt makes is conditioned
+on it, so a worker that lost a response (cancelled, timed out, or claimed by
+another worker after missing heartbeats) finds out at its next write and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.genai.agent_server import set_request_headers
+
+from .event_log import AttemptWriter, DatabaseGaveUp, EventLog, LeaseLost
+from .models import ResponseRow, Status
+from .recovery import resume_request
+from .response_object import build_response, error_body, event_json
+from .settings import EngineSettings
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+RETENTION_SWEEP_SECONDS = 60.0
+
+
+@dataclass
+class RunLease:
+    """One attempt this worker owns."""
+
+    response_id: str
+    attempt_number: int
+    request: dict[str, Any]  # as the handler receives it (resume-adjusted)
+    headers: dict[str, str]  # what get_request_headers() returns during the attempt
+    created_at: float
+    deadline: float  # wall-clock time the task times out
+    model: str
+    next_sequence: int
+    conversation_id: str | None = None  # set on resumed attempts
+    trace_id: str | None = None  # filled in by the executor once its span starts
+
+
+#: Runs the registered handler for a lease, appending its events to the writer.
+Executor = Callable[[RunLease, AttemptWriter], Awaitable[None]]
+
+
+@dataclass
+class _Running:
+    lease: RunLease
+    task: asyncio.Task
+    stop_reason: str | None = None
+
+
+@dataclass
+class Runner:
+    store: Store
+    log: EventLog
+    settings: EngineSettings
+    worker_id: str
+    execute: Executor
+    _running: dict[str, _Running] = field(default_factory=dict)
+    _reserved: int = 0
+    # Full request headers of responses this worker queued: if it starts them
+    # itself, the handler sees them as a standard request would. Never stored.
+    _queued_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    _queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _loops: list[asyncio.Task] = field(default_factory=list)
+    _last_heartbeat_ok: float = field(default_factory=time.monotonic)
+
+    # ----- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._queue_loop(), name="queue"),
+            asyncio.create_task(self._maintenance_loop(), name="maintenance"),
+        ]
+
+    async def close(self) -> None:
+        """Stop the loops and our attempts, handing their runs to other workers at once."""
+        for loop in self._loops:
+            loop.cancel()
+        leases = [(r.lease.response_id, r.lease.attempt_number) for r in self._running.values()]
+        for running in list(self._running.values()):
+            running.stop_reason = "shutdown"
+            running.task.cancel()
+        tasks = [r.task for r in self._running.values()] + self._loops
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if leases:
+            try:
+                await self.store.release_leases(leases)
+                logger.info("Released %d running response(s) for other workers to resume", len(leases))
+            except Exception as exc:
+                logger.warning("Could not release leases on shutdown (%s); they resume once stale", exc)
+
+    # ----- capacity --------------------------------------------------------
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def free_slots(self) -> int:
+        return self.settings.max_concurrent_tasks - len(self._running) - self._reserved
+
+    # ----- new responses ---------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        response_id: str,
+        owner: str,
+        request: dict[str, Any],
+        headers: dict[str, str],
+        stored_headers: dict[str, str],
+        model: str,
+    ) -> dict[str, Any]:
+        """Store a new background response and start it here if there is room.
+
+        Returns the Response object as first stored (``in_progress`` or ``queued``).
+        """
+        created_at = time.time()
+        start_here = self.free_slots() > 0
+        status = Status.IN_PROGRESS if start_here else Status.QUEUED
+        response = build_response(
+            response_id=response_id,
+            created_at=created_at,
+            status=status,
+            model=model,
+            output=[],
+            attempt_number=1 if start_here else 0,
+        )
+        created_event = event_json({"type": "response.created", "response": response}, 0, response_id)
+        if start_here:
+            self._reserved += 1
+        try:
+            await self.store.insert_response(
+                response_id=response_id,
+                owner=owner,
+                status=status,
+                worker_id=self.worker_id if start_here else None,
+                created_at=created_at,
+                request=request,
+                request_headers=stored_headers,
+                model=model,
+                created_event=created_event,
+            )
+        finally:
+            if start_here:
+                self._reserved -= 1
+        if start_here:
+            self._start(
+                RunLease(
+                    response_id=response_id,
+                    attempt_number=1,
+                    request=request,
+                    headers=headers,
+                    created_at=created_at,
+                    deadline=time.time() + self.settings.task_timeout_seconds,
+                    model=model,
+                    next_sequence=1,
+                )
+            )
+        else:
+            self._queued_headers[response_id] = headers
+        return response
+
+    # ----- running an attempt ----------------------------------------------
+
+    def _start(self, lease: RunLease) -> None:
+        task = asyncio.create_task(self._run_attempt(lease), name=f"run-{lease.response_id}-{lease.attempt_number}")
+        running = _Running(lease, task)
+        self._running[lease.response_id] = running
+        task.add_done_callback(lambda _t: self._attempt_done(running))
+
+    def _attempt_done(self, running: _Running) -> None:
+        if self._running.get(running.lease.response_id) is running:
+            del self._running[running.lease.response_id]
+        # A slot is free: take queued work.
+        self._queue_wakeup.set()
+
+    def stop_local(self, response_id: str, reason: str) -> bool:
+        """Cancel this worker's attempt on ``response_id``, if it runs here."""
+        running = self._running.get(response_id)
+        if running is None:
+            return False
+        running.stop_reason = reason
+        running.task.cancel()
+        return True
+
+    async def _run_attempt(self, lease: RunLease) -> None:
+        rid = lease.response_id
+        writer = AttemptWriter(
+            store=self.store,
+            log=self.log,
+            response_id=rid,
+            attempt_number=lease.attempt_number,
+            next_sequence=lease.next_sequence,
+            created_at=lease.created_at,
+            model=lease.model,
+            retry_seconds=self.settings.db_retry_seconds,
+            on_lease_lost=lambda exc: self.stop_local(rid, str(exc)),
+        )
+        set_request_headers(lease.headers)
+        logger.info("Running %s attempt %d on %s", rid, lease.attempt_number, self.worker_id)
+        try:
+            if lease.conversation_id is not None:
+                writer.append(
+                    {
+                        "type": "response.resumed",
+                        "attempt_number": lease.attempt_number,
+                        "attempt": lease.attempt_number,  # the name databricks-ai-bridge uses
+                        "conversation_id": lease.conversation_id,
+                    }
+                )
+            timeout = asyncio.timeout(max(0.0, lease.deadline - time.time()))
+            try:
+                async with timeout:
+                    await self.execute(lease, writer)
+            except TimeoutError:
+                if not timeout.expired():
+                    raise
+                logger.warning("%s ran past task_timeout_seconds; failing it", rid)
+                message = f"the task ran longer than task_timeout_seconds ({self.settings.task_timeout_seconds:g}s)"
+                await writer.finish(Status.FAILED, error=error_body("task_timeout", message), trace_id=lease.trace_id)
+                return
+            await writer.finish(Status.COMPLETED, trace_id=lease.trace_id)
+        except asyncio.CancelledError:
+            running = self._running.get(rid)
+            logger.info("Stopped %s attempt %d: %s", rid, lease.attempt_number,
+                        running.stop_reason if running else "cancelled")
+            raise
+        except LeaseLost as exc:
+            logger.info("%s", exc)
+        except DatabaseGaveUp as exc:
+            logger.error("Giving up on %s attempt %d: %s; it resumes once the database is back",
+                         rid, lease.attempt_number, exc)
+        except Exception as exc:
+            logger.exception("Handler failed for %s attempt %d", rid, lease.attempt_number)
+            try:
+                await writer.finish(
+                    Status.FAILED,
+                    error=error_body("server_error", f"{type(exc).__name__}: {exc}"),
+                    trace_id=lease.trace_id,
+                )
+            except (LeaseLost, DatabaseGaveUp) as write_error:
+                logger.error("Could not record the failure of %s: %s", rid, write_error)
+
+    # ----- cancel ------------------------------------------------------------
+
+    def on_control(self, payload: str) -> None:
+        """NOTIFY on the control channel: ``queued`` or ``stop:<response_id>``."""
+        if payload == "queued":
+            self._queue_wakeup.set()
+        elif payload.startswith("stop:"):
+            self.stop_local(payload[5:], "ended by another request (cancel, delete or time-out)")
+
+    def forget_queued(self, response_id: str) -> None:
+        self._queued_headers.pop(response_id, None)
+
+    # ----- background loops ------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            leases = [(r.lease.response_id, r.lease.attempt_number) for r in self._running.values()]
+            if not leases:
+                self._last_heartbeat_ok = time.monotonic()
+                continue
+            try:
+                owned = await self.store.heartbeat(leases)
+                self._last_heartbeat_ok = time.monotonic()
+            except Exception as exc:
+                silent_for = time.monotonic() - self._last_heartbeat_ok
+                logger.warning("Heartbeat failed (%s), %.1fs since the last good one", exc, silent_for)
+                if silent_for > self.settings.heartbeat_stale_threshold_seconds:
+                    # Others may claim our runs by now; two owners must never both run.
+                    for rid, _ in leases:
+                        self.stop_local(rid, "heartbeats failing for longer than the stale threshold")
+                continue
+            for rid, attempt in leases:
+                if rid not in owned:
+                    running = self._running.get(rid)
+                    if running is not None and running.lease.attempt_number == attempt:
+                        self.stop_local(rid, "lease lost (claimed by another worker or ended)")
+
+    def wake_queue(self) -> None:
+        self._queue_wakeup.set()
+
+    async def _queue_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._queue_wakeup.wait(), self.settings.poll_interval_seconds)
+            except TimeoutError:
+                pass
+            self._queue_wakeup.clear()
+            try:
+                await self.pump_queue()
+            except Exception as exc:
+                logger.warning("Taking queued work failed: %s", exc)
+                await asyncio.sleep(self.settings.poll_interval_seconds)
+
+    async def pump_queue(self) -> None:
+        """Start queued responses while this worker has room."""
+        while self.free_slots() > 0:
+            self._reserved += 1
+            try:
+                row = await self.store.claim_queued(self.worker_id)
+            finally:
+                self._reserved -= 1
+            if row is None:
+                return
+            headers = self._queued_headers.pop(row.response_id, None) or dict(row.request_headers)
+            self._start(self._lease_for(row, row.request, headers, conversation_id=None))
+
+    async def _maintenance_loop(self) -> None:
+        last_retention = 0.0
+        interval = self.settings.stale_scan_interval_seconds
+        while True:
+            try:
+                await self.claim_stale_runs()
+                await self.fail_timed_out_runs()
+                if time.monotonic() - last_retention > RETENTION_SWEEP_SECONDS:
+                    await self.store.delete_expired(self.settings.retention_seconds)
+                    last_retention = time.monotonic()
+            except Exception as exc:
+                logger.warning("Maintenance pass failed: %s", exc)
+            # Jitter so workers started together do not scan in lockstep.
+            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+
+    async def claim_stale_runs(self) -> int:
+        """Resume runs whose owner stopped heartbeating; returns how many."""
+        free = self.free_slots()
+        if free <= 0:
+            return 0
+        self._reserved += free
+        try:
+            rows = await self.store.claim_stale(
+                self.worker_id,
+                stale_seconds=self.settings.heartbeat_stale_threshold_seconds,
+                timeout_seconds=self.settings.task_timeout_seconds,
+                limit=free,
+            )
+        finally:
+            self._reserved -= free
+        for row in rows:
+            try:
+                await self._resume(row)
+            except Exception as exc:
+                logger.error("Could not resume %s (%s); it will be claimed again", row.response_id, exc)
+        return len(rows)
+
+    async def _resume(self, row: ResponseRow) -> None:
+        prior = await self.store.prior_events(row.response_id, row.attempt_number)
+        request, conversation_id = resume_request(row.request, prior, row.attempt_number, row.response_id)
+        logger.info("Claimed stale %s: resuming as attempt %d", row.response_id, row.attempt_number)
+        self._start(self._lease_for(row, request, dict(row.request_headers), conversation_id=conversation_id))
+
+    def _lease_for(
+        self, row: ResponseRow, request: dict[str, Any], headers: dict[str, str], conversation_id: str | None
+    ) -> RunLease:
+        started = (row.started_at or row.created_at).timestamp()
+        return RunLease(
+            response_id=row.response_id,
+            attempt_number=row.attempt_number,
+            request=request,
+            headers=headers,
+            created_at=row.created_at.timestamp(),
+            deadline=started + self.settings.task_timeout_seconds,
+            model=row.model,
+            next_sequence=row.last_sequence + 1,
+            conversation_id=conversation_id,
+        )
+
+    async def fail_timed_out_runs(self) -> None:
+        """Fail runs past the task time-out even when their owner is gone."""
+        for rid in await self.store.timed_out_runs(self.settings.task_timeout_seconds):
+            message = f"the task ran longer than task_timeout_seconds ({self.settings.task_timeout_seconds:g}s)"
+            row = await self.store.finalize(rid, status=Status.FAILED, error=error_body("task_timeout", message))
+            if row is not None:
+                logger.warning("Failed %s: past task_timeout_seconds", rid)

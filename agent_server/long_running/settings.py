@@ -1,0 +1,63 @@
+"""Validated settings of the long-running engine.
+
+Every value is checked once, here, so the rest of the engine can trust it.
+The schema name is the only configuration that reaches SQL text, so it is
+checked against a strict identifier pattern.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Lowercase so it needs no quoting surprises; 40 characters so that derived
+# channel names (schema + suffix) stay under Postgres' 63-byte identifier limit.
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Timing, capacity and storage settings; see README "Server settings"."""
+
+    task_timeout_seconds: float = 3600.0
+    poll_interval_seconds: float = 1.0
+    db_statement_timeout_ms: int = 5000
+    heartbeat_interval_seconds: float = 3.0
+    heartbeat_stale_threshold_seconds: float = 10.0
+    max_concurrent_tasks: int = 100
+    db_schema: str = "agent_server"
+    retention_seconds: float = 7 * 24 * 3600.0
+    stale_scan_interval_seconds: float = 1.0
+    max_request_bytes: int = 10 * 1024 * 1024
+    # How long an attempt keeps retrying a failed database write before it
+    # gives up and leaves the run to be resumed once the database is back.
+    db_retry_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "task_timeout_seconds",
+            "poll_interval_seconds",
+            "db_statement_timeout_ms",
+            "heartbeat_interval_seconds",
+            "heartbeat_stale_threshold_seconds",
+            "max_concurrent_tasks",
+            "retention_seconds",
+            "stale_scan_interval_seconds",
+            "max_request_bytes",
+            "db_retry_seconds",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.heartbeat_stale_threshold_seconds <= self.heartbeat_interval_seconds:
+            raise ValueError(
+                f"heartbeat_stale_threshold_seconds ({self.heartbeat_stale_threshold_seconds}) must be "
+                f"greater than heartbeat_interval_seconds ({self.heartbeat_interval_seconds}), "
+                "or a live owner would look dead between two heartbeats"
+            )
+        if not isinstance(self.db_schema, str) or not _SCHEMA_NAME.match(self.db_schema):
+            raise ValueError(
+                f"db_schema must be a lowercase SQL identifier of at most 40 characters "
+                f"(letters, digits, underscores, not starting with a digit), got {self.db_schema!r}"
+            )

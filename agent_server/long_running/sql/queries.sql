@@ -1,0 +1,208 @@
+-- Every SQL statement the engine runs, by name. {schema} is the validated
+-- schema name; %(name)s are bound parameters (never interpolated).
+-- Format: "-- name: <name>", a one-line description, the statement.
+
+-- name: create_migrations_table
+-- The schema and the table that records which migrations ran.
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: lock_migrations
+-- Serialise concurrent start-ups (several workers) for the rest of the transaction.
+SELECT pg_advisory_xact_lock(hashtext('agent_server_migrations:' || %(schema)s));
+
+-- name: applied_migrations
+-- Versions already applied.
+SELECT version FROM {schema}.schema_migrations;
+
+-- name: record_migration
+-- Mark a migration as applied.
+INSERT INTO {schema}.schema_migrations (version) VALUES (%(version)s);
+
+-- name: ping
+-- Is the database reachable?
+SELECT 1 AS ok;
+
+-- name: insert_response
+-- Create a response with its event 0 (response.created); wake idle workers if queued.
+WITH r AS (
+    INSERT INTO {schema}.responses
+        (response_id, owner, status, attempt_number, worker_id, heartbeat_at, started_at,
+         created_at, request, request_headers, model)
+    VALUES
+        (%(response_id)s, %(owner)s, %(status)s, %(attempt_number)s, %(worker_id)s,
+         CASE WHEN %(status)s = 'in_progress' THEN now() END,
+         CASE WHEN %(status)s = 'in_progress' THEN now() END,
+         to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s)
+    RETURNING response_id
+), e AS (
+    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
+    SELECT response_id, 0, %(attempt_number)s, 'response.created', %(created_event)s FROM r
+    RETURNING sequence_number
+), n AS (
+    SELECT pg_notify(%(control_channel)s, 'queued') WHERE %(status)s = 'queued'
+)
+SELECT (SELECT count(*) FROM e) AS inserted, (SELECT count(*) FROM n) AS notified;
+
+-- name: claim_queued
+-- Take the oldest queued response for this worker (attempt 1), or nothing.
+UPDATE {schema}.responses AS r
+SET status = 'in_progress', attempt_number = r.attempt_number + 1, worker_id = %(worker_id)s,
+    heartbeat_at = now(), started_at = coalesce(r.started_at, now()), updated_at = now()
+WHERE r.response_id = (
+    SELECT response_id FROM {schema}.responses
+    WHERE status = 'queued' ORDER BY created_at LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING r.*, 0 AS last_sequence;
+
+-- name: claim_stale
+-- Take over running responses whose owner stopped heartbeating (compare-and-set on the row lock).
+UPDATE {schema}.responses AS r
+SET attempt_number = r.attempt_number + 1, worker_id = %(worker_id)s,
+    heartbeat_at = now(), updated_at = now()
+WHERE r.response_id IN (
+    SELECT response_id FROM {schema}.responses
+    WHERE status = 'in_progress'
+      AND heartbeat_at < now() - make_interval(secs => %(stale_seconds)s)
+      AND started_at > now() - make_interval(secs => %(timeout_seconds)s)
+    ORDER BY heartbeat_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING r.*, (SELECT coalesce(max(e.sequence_number), -1)
+                FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence;
+
+-- name: heartbeat
+-- Renew the leases this worker holds; returns the ones it still owns.
+UPDATE {schema}.responses AS r
+SET heartbeat_at = now()
+FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS l(response_id, attempt_number)
+WHERE r.response_id = l.response_id AND r.attempt_number = l.attempt_number
+  AND r.status = 'in_progress'
+RETURNING r.response_id;
+
+-- name: append_events
+-- Store a batch of one attempt's events if it still owns the response; notify tailers on commit.
+WITH lease AS (
+    SELECT 1 FROM {schema}.responses
+    WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
+      AND status = 'in_progress'
+    FOR SHARE
+), ins AS (
+    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
+    SELECT %(response_id)s, u.seq, %(attempt_number)s, u.type, u.data
+    FROM unnest(%(sequence_numbers)s::int[], %(types)s::text[], %(datas)s::text[]) AS u(seq, type, data)
+    WHERE EXISTS (SELECT 1 FROM lease)
+    ON CONFLICT (response_id, sequence_number) DO NOTHING
+    RETURNING sequence_number
+), n AS (
+    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || m.last) FROM
+        (SELECT max(sequence_number) AS last FROM ins) AS m WHERE m.last IS NOT NULL
+)
+SELECT EXISTS (SELECT 1 FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
+
+-- name: finish_attempt
+-- The owning attempt ends the response: final status, output and terminal event, atomically.
+WITH done AS (
+    UPDATE {schema}.responses
+    SET status = %(status)s, output = %(output)s, error = %(error)s,
+        incomplete_details = %(incomplete_details)s, trace_id = coalesce(%(trace_id)s, trace_id),
+        heartbeat_at = NULL, updated_at = now()
+    WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
+      AND status = 'in_progress'
+    RETURNING response_id
+), ins AS (
+    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
+    SELECT response_id, %(sequence_number)s, %(attempt_number)s, %(type)s, %(data)s FROM done
+    RETURNING sequence_number
+), n AS (
+    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || sequence_number) FROM ins
+)
+SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM n) AS notified;
+
+-- name: lock_response
+-- Lock one response row for a decision made outside its owner (cancel, time-out).
+SELECT r.*, (SELECT coalesce(max(e.sequence_number), -1)
+             FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
+FROM {schema}.responses AS r
+WHERE r.response_id = %(response_id)s
+FOR UPDATE;
+
+-- name: finalize_response
+-- End a queued or running response from outside its owner, with its terminal event.
+WITH done AS (
+    UPDATE {schema}.responses
+    SET status = %(status)s, output = %(output)s, error = %(error)s,
+        heartbeat_at = NULL, updated_at = now()
+    WHERE response_id = %(response_id)s AND status IN ('queued', 'in_progress')
+    RETURNING response_id
+), ins AS (
+    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
+    SELECT response_id, %(sequence_number)s, %(attempt_number)s, %(type)s, %(data)s FROM done
+    RETURNING sequence_number
+), n AS (
+    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || sequence_number) FROM ins
+), c AS (
+    SELECT pg_notify(%(control_channel)s, 'stop:' || %(response_id)s) FROM done
+)
+SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM n) + (SELECT count(*) FROM c) AS notified;
+
+-- name: get_response
+-- One response as its owner sees it, with the number of its last event.
+SELECT r.*, (SELECT coalesce(max(e.sequence_number), -1)
+             FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
+FROM {schema}.responses AS r
+WHERE r.response_id = %(response_id)s AND r.owner = %(owner)s;
+
+-- name: attempt_output_items
+-- The output items an attempt has produced so far, in order.
+SELECT data FROM {schema}.events
+WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
+  AND type = 'response.output_item.done'
+ORDER BY sequence_number;
+
+-- name: prior_events
+-- Every event of the attempts before this one, in order (the recovery message is built from these).
+SELECT data FROM {schema}.events
+WHERE response_id = %(response_id)s AND attempt_number < %(attempt_number)s
+ORDER BY sequence_number;
+
+-- name: events_after
+-- The events a client has not seen yet: sequence_number strictly after its cursor.
+SELECT sequence_number, type, data FROM {schema}.events
+WHERE response_id = %(response_id)s AND sequence_number > %(after)s
+ORDER BY sequence_number
+LIMIT %(limit)s;
+
+-- name: delete_response
+-- Delete a response and (by cascade) its events.
+DELETE FROM {schema}.responses
+WHERE response_id = %(response_id)s AND owner = %(owner)s
+RETURNING response_id;
+
+-- name: timed_out_runs
+-- Running responses started longer ago than the task time-out.
+SELECT response_id FROM {schema}.responses
+WHERE status = 'in_progress' AND started_at < now() - make_interval(secs => %(timeout_seconds)s)
+ORDER BY started_at LIMIT 100;
+
+-- name: delete_expired
+-- Retention: forget finished responses not updated for a while.
+DELETE FROM {schema}.responses
+WHERE status IN ('completed', 'failed', 'cancelled', 'incomplete')
+  AND updated_at < now() - make_interval(secs => %(retention_seconds)s);
+
+-- name: release_leases
+-- On a clean shutdown: make our running leases stale now, so another worker resumes them at once.
+UPDATE {schema}.responses AS r
+SET heartbeat_at = '-infinity'
+FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS l(response_id, attempt_number)
+WHERE r.response_id = l.response_id AND r.attempt_number = l.attempt_number
+  AND r.status = 'in_progress';
+
+-- name: notify_control
+-- Tell every worker something (a response was queued, or must stop).
+SELECT pg_notify(%(channel)s, %(payload)s);

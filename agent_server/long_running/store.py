@@ -1,0 +1,240 @@
+"""Typed calls over the named SQL in ``sql/queries.sql``.
+
+Each method runs one named statement (or, for decisions made outside a run's
+owner, one short transaction) and returns rows as dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from .database import Database
+from .models import ResponseRow, Status, StoredEvent
+from .response_object import event_json, response_from_row, terminal_event
+
+
+class Store:
+    def __init__(self, db: Database):
+        self.db = db
+        self.q = db.queries
+
+    async def _one(self, query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        async with self.db.pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchone()
+
+    async def _all(self, query, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async with self.db.pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def _run(self, query, params: dict[str, Any] | None = None) -> None:
+        async with self.db.pool.connection() as conn:
+            await conn.execute(query, params)
+
+    async def ping(self) -> None:
+        await self._one(self.q.ping)
+
+    async def insert_response(
+        self,
+        *,
+        response_id: str,
+        owner: str,
+        status: Status,
+        worker_id: str | None,
+        created_at: float,
+        request: dict[str, Any],
+        request_headers: dict[str, str],
+        model: str,
+        created_event: str,
+    ) -> None:
+        await self._one(
+            self.q.insert_response,
+            {
+                "response_id": response_id,
+                "owner": owner,
+                "status": status.value,
+                "attempt_number": 1 if status is Status.IN_PROGRESS else 0,
+                "worker_id": worker_id,
+                "created_at": created_at,
+                "request": Jsonb(request),
+                "request_headers": Jsonb(request_headers),
+                "model": model,
+                "created_event": created_event,
+                "control_channel": self.q.control_channel,
+            },
+        )
+
+    async def claim_queued(self, worker_id: str) -> ResponseRow | None:
+        record = await self._one(self.q.claim_queued, {"worker_id": worker_id})
+        return ResponseRow.from_record(record) if record else None
+
+    async def claim_stale(
+        self, worker_id: str, *, stale_seconds: float, timeout_seconds: float, limit: int
+    ) -> list[ResponseRow]:
+        records = await self._all(
+            self.q.claim_stale,
+            {
+                "worker_id": worker_id,
+                "stale_seconds": float(stale_seconds),
+                "timeout_seconds": float(timeout_seconds),
+                "limit": limit,
+            },
+        )
+        return [ResponseRow.from_record(r) for r in records]
+
+    async def heartbeat(self, leases: Sequence[tuple[str, int]]) -> set[str]:
+        """Renew leases; returns the response ids whose lease is still ours."""
+        records = await self._all(
+            self.q.heartbeat,
+            {"response_ids": [rid for rid, _ in leases], "attempt_numbers": [a for _, a in leases]},
+        )
+        return {r["response_id"] for r in records}
+
+    async def release_leases(self, leases: Sequence[tuple[str, int]]) -> None:
+        """Mark our running leases as stale at once, so another worker resumes them now."""
+        await self._run(
+            self.q.release_leases,
+            {"response_ids": [rid for rid, _ in leases], "attempt_numbers": [a for _, a in leases]},
+        )
+
+    async def append_events(
+        self, response_id: str, attempt_number: int, batch: Sequence[tuple[int, str, str]]
+    ) -> bool:
+        """Store ``(sequence_number, type, data)`` rows; False if the attempt lost its lease."""
+        record = await self._one(
+            self.q.append_events,
+            {
+                "response_id": response_id,
+                "attempt_number": attempt_number,
+                "sequence_numbers": [seq for seq, _, _ in batch],
+                "types": [typ for _, typ, _ in batch],
+                "datas": [data for _, _, data in batch],
+                "events_channel": self.q.events_channel,
+            },
+        )
+        return bool(record["owned"])
+
+    async def finish_attempt(
+        self,
+        *,
+        response_id: str,
+        attempt_number: int,
+        status: Status,
+        output: list[dict[str, Any]],
+        error: dict[str, Any] | None,
+        incomplete_details: dict[str, Any] | None,
+        trace_id: str | None,
+        sequence_number: int,
+        event_data: str,
+    ) -> bool:
+        """The owner's final write; False if it no longer owned the response."""
+        record = await self._one(
+            self.q.finish_attempt,
+            {
+                "response_id": response_id,
+                "attempt_number": attempt_number,
+                "status": status.value,
+                "output": Jsonb(output),
+                "error": Jsonb(error) if error is not None else None,
+                "incomplete_details": Jsonb(incomplete_details) if incomplete_details is not None else None,
+                "trace_id": trace_id,
+                "sequence_number": sequence_number,
+                "type": status.terminal_event_type,
+                "data": event_data,
+                "events_channel": self.q.events_channel,
+            },
+        )
+        return bool(record["finished"])
+
+    async def finalize(
+        self,
+        response_id: str,
+        *,
+        status: Status,
+        error: dict[str, Any] | None = None,
+        owner: str | None = None,
+    ) -> ResponseRow | None:
+        """End a queued or running response from outside its owner (cancel, time-out).
+
+        Locks the row, so the owner's next write waits and then finds it lost
+        the response. Returns the row as it ends up (unchanged if it was
+        already finished), or None if there is no such response for ``owner``
+        (None means any owner).
+        """
+        async with self.db.pool.connection() as conn, conn.transaction():
+            record = await (await conn.execute(self.q.lock_response, {"response_id": response_id})).fetchone()
+            if record is None or (owner is not None and record["owner"] != owner):
+                return None
+            row = ResponseRow.from_record(record)
+            if row.status.is_terminal:
+                return row
+            items = await conn.execute(
+                self.q.attempt_output_items,
+                {"response_id": response_id, "attempt_number": row.attempt_number},
+            )
+            output = [_item(r["data"]) for r in await items.fetchall()]
+            sequence_number = row.last_sequence + 1
+            final = replace(row, status=status, output=output, error=error, last_sequence=sequence_number)
+            data = event_json(terminal_event(response_from_row(final)), sequence_number, response_id)
+            await conn.execute(
+                self.q.finalize_response,
+                {
+                    "response_id": response_id,
+                    "status": status.value,
+                    "output": Jsonb(output),
+                    "error": Jsonb(error) if error is not None else None,
+                    "sequence_number": sequence_number,
+                    "attempt_number": row.attempt_number,
+                    "type": status.terminal_event_type,
+                    "data": data,
+                    "events_channel": self.q.events_channel,
+                    "control_channel": self.q.control_channel,
+                },
+            )
+            return final
+
+    async def get_response(self, response_id: str, owner: str) -> ResponseRow | None:
+        record = await self._one(self.q.get_response, {"response_id": response_id, "owner": owner})
+        return ResponseRow.from_record(record) if record else None
+
+    async def attempt_output_items(self, response_id: str, attempt_number: int) -> list[dict[str, Any]]:
+        records = await self._all(
+            self.q.attempt_output_items, {"response_id": response_id, "attempt_number": attempt_number}
+        )
+        return [_item(r["data"]) for r in records]
+
+    async def prior_events(self, response_id: str, attempt_number: int) -> list[str]:
+        """Events of every attempt before ``attempt_number``, as stored JSON."""
+        records = await self._all(
+            self.q.prior_events, {"response_id": response_id, "attempt_number": attempt_number}
+        )
+        return [r["data"] for r in records]
+
+    async def events_after(self, response_id: str, after: int, limit: int = 1000) -> list[StoredEvent]:
+        records = await self._all(
+            self.q.events_after, {"response_id": response_id, "after": after, "limit": limit}
+        )
+        return [StoredEvent(r["sequence_number"], r["type"], r["data"]) for r in records]
+
+    async def delete_response(self, response_id: str, owner: str) -> bool:
+        return bool(await self._all(self.q.delete_response, {"response_id": response_id, "owner": owner}))
+
+    async def timed_out_runs(self, timeout_seconds: float) -> list[str]:
+        records = await self._all(self.q.timed_out_runs, {"timeout_seconds": float(timeout_seconds)})
+        return [r["response_id"] for r in records]
+
+    async def delete_expired(self, retention_seconds: float) -> None:
+        await self._run(self.q.delete_expired, {"retention_seconds": float(retention_seconds)})
+
+    async def notify_control(self, payload: str) -> None:
+        await self._run(self.q.notify_control, {"channel": self.q.control_channel, "payload": payload})
+
+
+def _item(event_data: str) -> dict[str, Any]:
+    return json.loads(event_data)["item"]
