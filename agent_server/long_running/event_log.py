@@ -168,7 +168,13 @@ class AttemptWriter:
             self._flusher = asyncio.create_task(self._flush_all(), name=f"flush-{self.response_id}")
 
     async def wait_for_room(self) -> None:
-        """Backpressure: let a very fast producer wait while the backlog is large."""
+        """Yield to the loop after each event; wait while the backlog is large.
+
+        The yield matters for handlers that never await between events (an SDK
+        draining a full queue): without it the flush could not start and a
+        cancel could not land until the handler finished.
+        """
+        await asyncio.sleep(0)
         while len(self._pending) > MAX_PENDING and self.failure is None:
             await asyncio.sleep(0.001)
 
