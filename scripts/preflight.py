@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from .preflight_checks import CheckResult, PreflightClient, run_all
+from .preflight_checks import CHECKS, CheckResult, PreflightClient, run_all
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,10 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_results(results: list[CheckResult]) -> None:
-    width = max(len(r.name) for r in results)
-    for r in results:
-        print(f"{'PASS' if r.ok else 'FAIL'}  {r.name.ljust(width)}  {r.detail}", flush=True)
+# Wide enough for every check name, so the columns line up while printing as we go.
+NAME_WIDTH = max(len("server starts"), *(len(name) for name, _ in CHECKS))
+
+
+def print_result(result: CheckResult) -> None:
+    print(f"{'PASS' if result.ok else 'FAIL'}  {result.name.ljust(NAME_WIDTH)}  {result.detail}", flush=True)
 
 
 def check_server(base_url: str, args: argparse.Namespace) -> list[CheckResult]:
@@ -154,7 +156,7 @@ def check_server(base_url: str, args: argparse.Namespace) -> list[CheckResult]:
             cancel_custom_inputs=args.cancel_custom_inputs if args.cancel_custom_inputs is not None
             else args.custom_inputs,
         )
-        return run_all(client)
+        return run_all(client, report=print_result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,7 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.url:
         print(f"checking {args.url}", flush=True)
         results = check_server(args.url.rstrip("/"), args)
-        print_results(results)
         return 0 if all(r.ok for r in results) else 1
 
     log_path = args.log_file or Path(tempfile.mkstemp(prefix="preflight-server-", suffix=".log")[1])
@@ -171,16 +172,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.start()
     except OSError as exc:
-        print_results([CheckResult("server starts", False, f"cannot run {server.command[0]}: {exc}")])
+        print_result(CheckResult("server starts", False, f"cannot run {server.command[0]}: {exc}"))
         return 1
     try:
         problem = server.wait_healthy(args.startup_timeout)
         results = [CheckResult("server starts", not problem, problem or server.base_url)]
+        print_result(results[0])
         if not problem:
             results += check_server(server.base_url, args)
     finally:
         server.stop()
-    print_results(results)
     if not all(r.ok for r in results):
         print(f"\nserver log ({log_path}), last lines:\n{server.log_tail()}", file=sys.stderr)
         return 1

@@ -36,7 +36,9 @@ class PreflightClient:
     timeout: float
     custom_inputs: dict[str, Any] | None = None
     cancel_custom_inputs: dict[str, Any] | None = None
-    cancel_prompt: str = "Count from 1 to 300, one number per line, and say nothing else."
+    # Asks for the agents' research tool, which runs for the given time (the
+    # offline model follows the same rule), so the cancel finds it running.
+    cancel_prompt: str = "Research the history of tide tables for 60 seconds."
     # Filled by the stream check, read by the resume check.
     streamed: dict[str, Any] = field(default_factory=dict)
 
@@ -221,5 +223,12 @@ CHECKS: list[tuple[str, Callable[[PreflightClient], str]]] = [
 ]
 
 
-def run_all(client: PreflightClient) -> list[CheckResult]:
-    return [run_check(name, lambda fn=fn: fn(client)) for name, fn in CHECKS]
+def run_all(client: PreflightClient, report: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+    """Run every check in order; ``report`` sees each result as soon as it is known."""
+    results = []
+    for name, fn in CHECKS:
+        result = run_check(name, lambda fn=fn: fn(client))
+        if report is not None:
+            report(result)
+        results.append(result)
+    return results

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def test_a_server_that_does_not_start_fails_with_its_log(tmp_path, pg_url, db_sc
     crash = shlex.join(python_argv("-c", "import sys; print('boom: no agent configured'); sys.exit(3)"))
     out = run_preflight(offline_env(pg_url, db_schema, tmp_path), "--command", crash)
     assert out.returncode == 1
-    assert "FAIL  server starts  the server exited with code 3" in out.stdout
+    assert re.search(r"^FAIL  server starts +the server exited with code 3$", out.stdout, re.MULTILINE), out.stdout
     assert "boom: no agent configured" in out.stderr
 
 
@@ -108,3 +109,17 @@ def test_help():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert "--url" in out.stdout and "--command" in out.stdout
+
+
+@pytest.mark.parametrize("framework", ["openai", "langgraph"])
+def test_real_start_server_passes_offline(framework, pg_url, db_schema, tmp_path):
+    """The default command (start-server) with the offline model: no Databricks at all."""
+    if not (PROJECT_ROOT / "agent_server" / "start_server.py").exists():
+        pytest.skip("agent_server/start_server.py is not there yet")
+    env = offline_env(pg_url, db_schema, tmp_path)
+    env |= {"AGENT_FRAMEWORK": framework, "AGENT_SERVER_ENV_FILE": "", "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0"}
+    env.pop("LLM_ENDPOINT_NAME", None)
+    out = run_preflight(env, "--log-file", str(tmp_path / "server.log"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert result_lines(out.stdout) == {name: "PASS" for name in CHECK_NAMES}, out.stdout
+    assert "cancelled; cancelling again answered cancelled" in out.stdout
