@@ -144,10 +144,11 @@ def run(args: argparse.Namespace) -> list[str]:
     summary.append(f"using {lakebase.description}")
 
     updates: dict[str, str | None] = {}
+    # One auth source in .env: a profile and a host that disagree confuse the SDK.
     if profile:
-        updates["DATABRICKS_CONFIG_PROFILE"] = profile
+        updates |= {"DATABRICKS_CONFIG_PROFILE": profile, "DATABRICKS_HOST": None}
     elif host:
-        updates["DATABRICKS_HOST"] = host
+        updates |= {"DATABRICKS_HOST": host, "DATABRICKS_CONFIG_PROFILE": None}
     updates |= {
         "MLFLOW_TRACKING_URI": "databricks",
         "MLFLOW_REGISTRY_URI": "databricks-uc",

@@ -187,11 +187,7 @@ def project(tmp_path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(PROJECT_ROOT / "databricks.yml", root / "databricks.yml")
-    example = PROJECT_ROOT / ".env.example"
-    if example.exists():
-        shutil.copy(example, root / ".env.example")
-    else:
-        (root / ".env.example").write_text(EXAMPLE_ENV)
+    (root / ".env.example").write_text(EXAMPLE_ENV)
     return root
 
 
@@ -221,6 +217,7 @@ def test_creates_experiment_and_project_then_second_run_changes_nothing(workspac
     experiment_id = next(iter(workspace.experiments))
     assert env["MLFLOW_EXPERIMENT_ID"] == experiment_id
     assert env["DATABRICKS_HOST"] == workspace.host
+    assert "DATABRICKS_CONFIG_PROFILE" not in env or not env["DATABRICKS_CONFIG_PROFILE"]
     assert env["LAKEBASE_AUTOSCALING_PROJECT"] == "agent-db"
     assert env["LAKEBASE_AUTOSCALING_BRANCH"] == "production"
     assert env["AGENT_FRAMEWORK"] == "openai"  # the rest of .env.example is kept
@@ -249,6 +246,23 @@ def test_creates_experiment_and_project_then_second_run_changes_nothing(workspac
     assert snapshot(project) == before
     assert len(workspace.writes) == writes
     assert workspace.unknown == []
+
+
+def test_works_with_the_projects_env_example(workspace, project):
+    example = PROJECT_ROOT / ".env.example"
+    if not example.exists():
+        pytest.skip(".env.example is not in the repository yet")
+    shutil.copy(example, project / ".env.example")
+    workspace.add_project("agent-db")
+    assert run_quickstart(project, "--lakebase-project", "agent-db") == 0
+    env = read_values((project / ".env").read_text())
+    # Every setting the example explains is still there, with quickstart's choices filled in.
+    assert set(read_values(example.read_text())) - {"DATABASE_URL"} <= set(env) | {
+        "LAKEBASE_AUTOSCALING_ENDPOINT", "LAKEBASE_INSTANCE_NAME"}
+    assert env["LAKEBASE_AUTOSCALING_PROJECT"] == "agent-db"
+    before = snapshot(project)
+    assert run_quickstart(project) == 0
+    assert snapshot(project) == before
 
 
 def test_picks_existing_experiment_and_endpoint(workspace, project, capsys):
