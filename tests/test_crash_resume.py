@@ -10,7 +10,7 @@ import httpx
 
 from tests.support import iter_sse, read_records, stream_frames, wait_for_status
 
-FAST = {"heartbeat_interval_seconds": 0.5, "heartbeat_stale_threshold_seconds": 2.0,
+FAST = {"heartbeat_interval_seconds": 1.0, "heartbeat_stale_threshold_seconds": 4.0,
         "stale_scan_interval_seconds": 0.5, "poll_interval_seconds": 0.2}
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
 

@@ -347,6 +347,7 @@ class Runner:
                 stale_seconds=self.settings.heartbeat_stale_threshold_seconds,
                 timeout_seconds=self.settings.task_timeout_seconds,
                 limit=free,
+                own_running=list(self._running),
             )
         finally:
             self._reserved -= free

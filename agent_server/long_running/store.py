@@ -75,12 +75,14 @@ class Store:
         return ResponseRow.from_record(record) if record else None
 
     async def claim_stale(
-        self, worker_id: str, *, stale_seconds: float, timeout_seconds: float, limit: int
+        self, worker_id: str, *, stale_seconds: float, timeout_seconds: float, limit: int,
+        own_running: Sequence[str] = (),
     ) -> list[ResponseRow]:
         records = await self._all(
             self.q.claim_stale,
             {
                 "worker_id": worker_id,
+                "own_running": list(own_running),
                 "stale_seconds": float(stale_seconds),
                 "timeout_seconds": float(timeout_seconds),
                 "limit": limit,

@@ -69,6 +69,8 @@ WHERE r.response_id IN (
     WHERE status = 'in_progress'
       AND heartbeat_at < now() - make_interval(secs => %(stale_seconds)s)
       AND started_at > now() - make_interval(secs => %(timeout_seconds)s)
+      -- A worker never takes over its own live runs (a blocked event loop is late, not dead).
+      AND NOT (response_id = ANY (%(own_running)s::text[]))
     ORDER BY heartbeat_at LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
