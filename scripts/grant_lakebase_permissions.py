@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 DEFAULT_SCHEMA = "agent_server"
 TABLE_PRIVILEGES = sql.SQL("SELECT, INSERT, UPDATE, DELETE")
@@ -111,20 +112,32 @@ def connect(database_url: str | None, lakebase: LakebaseSettings) -> Iterator[tu
 # -------------------------------------------------------------------- grants
 
 
+def _rows(conn: psycopg.Connection, query, params=None) -> list[tuple]:
+    # Tuples whatever the connection's row factory (Lakebase pools hand out dict rows).
+    with conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
 def ensure_role(conn: psycopg.Connection, grantee: str, *, lakebase: bool) -> None:
     """Make sure the grantee role exists (Lakebase can create it for a service principal)."""
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (grantee,)).fetchone():
+    if _rows(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", (grantee,)):
         return
     if not lakebase:
         raise GrantError(f"role {grantee!r} does not exist in this database; create it first (CREATE ROLE ... LOGIN)")
     # Lakebase maps Databricks identities to Postgres roles through this extension.
     conn.execute("CREATE EXTENSION IF NOT EXISTS databricks_auth")
-    conn.execute("SELECT databricks_create_role(%s, 'SERVICE_PRINCIPAL')", (grantee,))
+    try:
+        conn.execute("SELECT databricks_create_role(%s, 'SERVICE_PRINCIPAL')", (grantee,))
+    except psycopg.errors.InvalidParameterValue:
+        raise GrantError(
+            f"no service principal {grantee!r} in this workspace; pass the app's service_principal_client_id"
+        ) from None
     print(f"created Postgres role for service principal {grantee}")
 
 
 def grant_database(conn: psycopg.Connection, grantee: str) -> None:
-    database = conn.execute("SELECT current_database()").fetchone()[0]
+    database = _rows(conn, "SELECT current_database()")[0][0]
     conn.execute(
         sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(grantee))
     )
@@ -133,7 +146,7 @@ def grant_database(conn: psycopg.Connection, grantee: str) -> None:
 
 def grant_schema(conn: psycopg.Connection, grantee: str, schema: str) -> bool:
     """Grant everything on one schema; False when the schema does not exist yet."""
-    if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+    if not _rows(conn, "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)):
         print(
             f"schema {schema}: does not exist yet, nothing to grant "
             "(the app creates it on first start and owns it)"
@@ -147,18 +160,19 @@ def grant_schema(conn: psycopg.Connection, grantee: str, schema: str) -> bool:
     # Object by object rather than ON ALL ... IN SCHEMA: on Lakebase the bulk
     # form skips objects owned by other roles, and this way the output shows
     # exactly what was granted.
-    tables = conn.execute(
+    tables = _rows(
+        conn,
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname",
         (schema,),
-    ).fetchall()
+    )
     for (table,) in tables:
         conn.execute(sql.SQL("GRANT {} ON TABLE {} TO {}").format(TABLE_PRIVILEGES, sql.Identifier(schema, table), role))
     print(f"schema {schema}: SELECT, INSERT, UPDATE, DELETE on {len(tables)} table(s)")
 
-    sequences = conn.execute(
-        "SELECT sequencename FROM pg_sequences WHERE schemaname = %s ORDER BY sequencename", (schema,)
-    ).fetchall()
+    sequences = _rows(
+        conn, "SELECT sequencename FROM pg_sequences WHERE schemaname = %s ORDER BY sequencename", (schema,)
+    )
     for (sequence,) in sequences:
         conn.execute(
             sql.SQL("GRANT {} ON SEQUENCE {} TO {}").format(SEQUENCE_PRIVILEGES, sql.Identifier(schema, sequence), role)

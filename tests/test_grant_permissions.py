@@ -15,6 +15,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from agent_server.long_running.database import Database, DatabaseTarget
+from agent_server.long_running.queries import Queries
 from scripts import grant_lakebase_permissions as grant
 
 from .support import PROJECT_ROOT
@@ -22,32 +24,8 @@ from .support import PROJECT_ROOT
 pytestmark = pytest.mark.timeout(120)
 
 
-def _engine_api():
-    """The engine's own schema set-up, when the engine is present."""
-    try:
-        from agent_server.long_running.database import Database, DatabaseTarget
-        from agent_server.long_running.queries import Queries
-    except ImportError:
-        return None
-    return Database, DatabaseTarget, Queries
-
-
 def run_engine_setup(url: str, schema: str) -> None:
-    """Create or migrate the engine's schema as the engine does at start-up."""
-    api = _engine_api()
-    if api is None:  # fallback only while agent_server.long_running is not there
-        with psycopg.connect(url, autocommit=True) as conn:
-            s = sql.Identifier(schema)
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
-            for ddl in (
-                "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version integer PRIMARY KEY)",
-                "CREATE TABLE IF NOT EXISTS {}.responses (response_id text PRIMARY KEY, status text NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS {}.events (response_id text, sequence_number integer, data text, "
-                "PRIMARY KEY (response_id, sequence_number))",
-            ):
-                conn.execute(sql.SQL(ddl).format(s))
-        return
-    Database, DatabaseTarget, Queries = api
+    """Create or migrate the engine's schema exactly as the engine does at start-up."""
 
     async def setup() -> None:
         db = Database(target=DatabaseTarget("url", url=url), queries=Queries(schema), statement_timeout_ms=5000)
@@ -213,6 +191,17 @@ def test_missing_schema_is_reported_not_created(local_db, role, db_schema, capsy
     assert "does not exist yet" in capsys.readouterr().out
     with psycopg.connect(local_db) as conn:
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (db_schema,)).fetchone() is None
+
+
+def test_grants_work_on_connections_with_dict_rows(local_db, role, db_schema):
+    """Lakebase pools hand out dict-row connections; the grants must not depend on tuples."""
+    from psycopg.rows import dict_row
+
+    name, role_url = role
+    run_engine_setup(local_db, db_schema)
+    with psycopg.connect(local_db, autocommit=True, row_factory=dict_row) as conn:
+        grant.grant_all(conn, name, [db_schema], lakebase=False)
+    assert can_use_engine_tables(role_url, db_schema)
 
 
 def test_identifiers_are_quoted(local_db, db_schema, pg_url):
