@@ -5,11 +5,14 @@ run the engine (its start-up migration) and read and write its rows."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
@@ -19,7 +22,7 @@ from agent_server.long_running.database import Database, DatabaseTarget
 from agent_server.long_running.queries import Queries
 from scripts import grant_lakebase_permissions as grant
 
-from .support import PROJECT_ROOT
+from .support import PROJECT_ROOT, ServerProcess, python_argv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -241,3 +244,42 @@ def test_help():
     )
     assert out.returncode == 0
     assert "service-principal-client-id" in out.stdout and "--schema" in out.stdout
+
+
+def _background_run_completes(base_url: str) -> bool:
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        created = http.post("/responses", json={"input": "hi", "background": True})
+        if created.status_code != 200:
+            return False
+        rid = created.json()["id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = http.get(f"/responses/{rid}").json()["status"]
+            if status not in ("queued", "in_progress"):
+                return status == "completed"
+            time.sleep(0.1)
+    return False
+
+
+@pytest.mark.timeout(240)
+def test_a_server_running_as_the_role_works_only_after_the_grants(local_db, role, db_schema, tmp_path):
+    """The whole engine (schema setup, queue, events, LISTEN/NOTIFY) as the app's role."""
+    name, role_url = role
+    run_engine_setup(local_db, db_schema)  # the tables belong to someone else
+    env = {
+        "SYNTHETIC_SERVER_KWARGS": json.dumps({"database_url": role_url, "db_schema": db_schema}),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+    }
+    argv = python_argv("-m", "tests.serve_synthetic")
+    with ServerProcess(argv, env=env, log_path=tmp_path / "before.log") as server:
+        health = httpx.get(f"{server.base_url}/health", timeout=10).json()
+        assert health["database"]["status"] != "connected"
+        assert not _background_run_completes(server.base_url)
+
+    assert grant.main([name, "--schema", db_schema]) == 0
+    with ServerProcess(argv, env=env, log_path=tmp_path / "after.log") as server:
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{server.base_url}/health", timeout=10).json()["database"]["status"] != "connected":
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.2)
+        assert _background_run_completes(server.base_url), server.log_tail()
