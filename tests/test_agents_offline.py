@@ -258,12 +258,6 @@ def test_background_and_stream_then_reconnect(server, client):
     assert replay[-1].type == "response.completed"
 
 
-@pytest.mark.xfail(
-    raises=(TimeoutError, RuntimeError), strict=False,
-    reason="uvicorn kills a worker that does not answer its 5 s health check while still importing the agent "
-           "(mlflow + SDK imports take longer on a busy machine); needs LongRunningAgentServer.run to pass "
-           "a longer timeout_worker_healthcheck to uvicorn.run",
-)
 def test_agent_flag_reaches_every_worker_process(pg_url, tmp_path):
     """--workers N starts fresh processes; they must run the variant the flag chose, not the env's."""
     env = {

@@ -151,6 +151,18 @@ def chat_requests(fake_endpoint, since: int) -> list[dict]:
     return [r for r in fake_endpoint.requests[since:] if r["path"] == CHAT_PATH]
 
 
+def test_databricks_clients_import():
+    """The real-model path needs both client libraries importable (databricks-langchain
+    imports langchain-mcp-adapters, which breaks with mcp 2.x)."""
+    import databricks_openai  # noqa: F401
+
+    try:
+        import databricks_langchain  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"databricks-langchain cannot be imported ({exc}); the LangGraph variant cannot use a "
+                    "Databricks endpoint. Pin a compatible mcp (mcp<2) in pyproject.toml.")
+
+
 def test_startup_log_names_the_endpoint(server):
     assert f"model {ENDPOINT} (Databricks serving endpoint {ENDPOINT}" in server.log_tail(100_000)
 
