@@ -1,0 +1,128 @@
+"""The storage layer against the real embedded PostgreSQL: migrations under
+concurrency, group commit, the lease check, retention, wake-ups across
+processes, and the embedded server shared by several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from agent_server.long_running.database import Database, DatabaseTarget
+from agent_server.long_running.models import Status
+from agent_server.long_running.queries import Queries
+from agent_server.long_running.store import Store
+from tests.support import ServerProcess, python_argv, stream_frames, wait_for_status
+
+
+async def _open(pg_url: str, schema: str) -> Database:
+    db = Database(target=DatabaseTarget("url", url=pg_url), queries=Queries(schema), statement_timeout_ms=5000)
+    await db.open()
+    return db
+
+
+def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
+    async def main():
+        dbs = await asyncio.gather(*[_open(pg_url, db_schema) for _ in range(4)])
+        await asyncio.gather(*[db.close() for db in dbs])
+
+    asyncio.run(main())
+    assert sql(f"SELECT version FROM {db_schema}.schema_migrations") == [(1,)]
+    tables = sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db_schema,))
+    assert tables == [("events",), ("responses",), ("schema_migrations",)]
+
+
+async def _insert(store: Store, rid: str, status: Status = Status.IN_PROGRESS) -> None:
+    await store.insert_response(response_id=rid, owner="", status=status, worker_id="w", created_at=time.time(),
+                                request={"input": []}, request_headers={}, model="m",
+                                created_event=json.dumps({"type": "response.created"}))
+
+
+def test_a_batch_is_stored_only_while_the_attempt_owns_the_response(pg_url, db_schema, sql):
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = Store(db)
+        rid = "resp_" + "1" * 32
+        await _insert(store, rid)
+        owned = await store.append_events(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])
+        # Re-sending the same batch (a commit whose answer was lost) stores nothing twice.
+        again = await store.append_events(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])
+        # Another worker claims the run: attempt 1's next batch is refused.
+        sql(f"UPDATE {db_schema}.responses SET attempt_number = 2 WHERE response_id = %s", (rid,))
+        stale = await store.append_events(rid, 1, [(3, "x", "{}")])
+        await db.close()
+        return owned, again, stale
+
+    assert asyncio.run(main()) == (True, True, False)
+    assert sql(f"SELECT sequence_number FROM {db_schema}.events ORDER BY 1") == [(0,), (1,), (2,)]
+
+
+def test_retention_deletes_only_old_finished_responses(pg_url, db_schema, sql):
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = Store(db)
+        for rid, status in (("resp_" + "a" * 32, Status.IN_PROGRESS), ("resp_" + "b" * 32, Status.IN_PROGRESS)):
+            await _insert(store, rid, status)
+        await store.finalize("resp_" + "b" * 32, status=Status.CANCELLED)
+        sql(f"UPDATE {db_schema}.responses SET updated_at = now() - interval '2 hours'")
+        await store.delete_expired(3600)
+        await db.close()
+
+    asyncio.run(main())
+    assert sql(f"SELECT response_id, status FROM {db_schema}.responses") == [("resp_" + "a" * 32, "in_progress")]
+    assert sql(f"SELECT count(*) FROM {db_schema}.events WHERE response_id = %s", ("resp_" + "b" * 32,)) == [(0,)]
+
+
+def test_group_commit_batches_a_busy_stream(start_server, db_schema, sql):
+    server = start_server(db_schema)
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        body = {"input": "x", "background": True, "custom_inputs": {"deltas": 2000}}
+        warm = client.post("/responses", json={**body, "custom_inputs": {"deltas": 1}}).json()["id"]
+        wait_for_status(client, f"/responses/{warm}", {"completed"})
+        [(before,)] = sql("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        rid = client.post("/responses", json=body).json()["id"]
+        wait_for_status(client, f"/responses/{rid}", {"completed"}, timeout=60)
+        [(after,)] = sql("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    assert sql(f"SELECT count(*) FROM {db_schema}.events WHERE response_id = %s", (rid,)) == [(2003,)]
+    # One transaction per event would be 2,000+; group commit needs far fewer
+    # (the count also includes this test's own queries and the server's loops).
+    assert after - before < 400, after - before
+
+
+def test_a_tail_on_another_process_is_woken_by_notify(start_server, db_schema):
+    # With the safety-net poll at 30s, only LISTEN/NOTIFY can deliver these events promptly.
+    slow_poll = {"poll_interval_seconds": 30.0}
+    runner = start_server(db_schema, **slow_poll)
+    watcher = start_server(db_schema, **slow_poll)
+    with httpx.Client(base_url=runner.base_url, timeout=60) as a, httpx.Client(base_url=watcher.base_url, timeout=60) as b:
+        rid = a.post("/responses", json={"input": "x", "background": True,
+                                         "custom_inputs": {"deltas": 10, "pause": 0.2}}).json()["id"]
+        started = time.monotonic()
+        frames = stream_frames(b, "GET", f"/responses/{rid}", params={"stream": "true"})
+        elapsed = time.monotonic() - started
+    assert frames[-2]["type"] == "response.completed"
+    assert [f["sequence_number"] for f in frames[:-1]] == list(range(13))
+    assert elapsed < 15, f"the tail waited for polls ({elapsed:.1f}s): NOTIFY did not wake it"
+
+
+@pytest.mark.slow
+def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path):
+    """`run()` with no database: one embedded server for all workers, stopped on exit, data kept."""
+    env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pgdata"), "DATABASE_URL": "",
+           "SYNTHETIC_SERVER_KWARGS": json.dumps({"db_schema": "embedded_test"}),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    argv = python_argv("-m", "tests.serve_synthetic", "--workers", "2")
+    with ServerProcess(argv, env=env, log_path=tmp_path / "first.log") as server:
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            rid = client.post("/responses", json={"input": "x", "background": True}).json()["id"]
+            assert wait_for_status(client, f"/responses/{rid}", {"completed"})["status"] == "completed"
+            health = client.get("/health").json()
+            assert health["database"] == {"backend": "embedded", "status": "connected"}
+        server.stop()  # SIGTERM: uvicorn shuts down, the parent stops PostgreSQL
+    assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
+    with ServerProcess(argv, env=env, log_path=tmp_path / "second.log") as server:
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            assert client.get(f"/responses/{rid}").json()["status"] == "completed"
