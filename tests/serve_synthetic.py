@@ -5,11 +5,13 @@ flags (``--port``, ``--workers``) as for ``start-server``.
 """
 
 import json
+import logging
 import os
 
 import tests.synthetic_agent  # noqa: F401  (registers the handlers)
 from agent_server.long_running import LongRunningAgentServer
 
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
 server = LongRunningAgentServer("ResponsesAgent", **json.loads(os.environ.get("SYNTHETIC_SERVER_KWARGS", "{}")))
 app = server.app
 
