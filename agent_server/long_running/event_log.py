@@ -3,6 +3,8 @@
 Durable before visible: tailers are woken only after a batch has committed,
 in this process directly and in other processes by the NOTIFY that commits
 with the batch. A lost notification costs a tailer at most one poll interval.
+In this process the committed rows are also handed to the tailers, so a live
+tail does not read back from the database what it was just given.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from .models import Status, StoredEvent
@@ -23,6 +26,9 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 500
 #: A handler that produces faster than the database commits is paused here.
 MAX_PENDING = 5000
+#: Committed events held for one in-process tailer that has not taken them
+#: yet; past this (a slow reader) it reads them from the database instead.
+MAX_HANDOFF = 2000
 
 
 class LeaseLost(Exception):
@@ -34,11 +40,26 @@ class DatabaseGaveUp(Exception):
 
 
 class _Tailer:
-    __slots__ = ("cursor", "wakeup")
+    __slots__ = ("cursor", "wakeup", "ready")
 
     def __init__(self, cursor: int):
         self.cursor = cursor
         self.wakeup = asyncio.Event()
+        # Committed events handed over by a writer in this process, in order.
+        self.ready: list[StoredEvent] = []
+
+    def take_ready(self) -> list[StoredEvent] | None:
+        """The handed-over events that continue the cursor, or None (then read the database)."""
+        ready, self.ready = self.ready, []
+        start = 0
+        while start < len(ready) and ready[start].sequence_number <= self.cursor:
+            start += 1  # already read from the database meanwhile
+        if start == len(ready) or ready[start].sequence_number != self.cursor + 1:
+            return None
+        events = ready[start:]
+        if events[-1].sequence_number - events[0].sequence_number != len(events) - 1:
+            return None
+        return events
 
 
 class EventLog:
@@ -49,10 +70,26 @@ class EventLog:
         self.poll_interval_seconds = poll_interval_seconds
         self._tailers: dict[str, set[_Tailer]] = {}
 
-    def committed(self, response_id: str, last_sequence: int) -> None:
-        """Events up to ``last_sequence`` are durable: wake whoever waits for them."""
-        for tailer in self._tailers.get(response_id, ()):
+    def committed(
+        self, response_id: str, last_sequence: int, rows: Sequence[tuple[int, str, str]] | None = None
+    ) -> None:
+        """Events up to ``last_sequence`` are durable: wake whoever waits for them.
+
+        ``rows`` (``(sequence_number, type, data)``, in order) are the events
+        that commit stored; tailers here take them without a database read.
+        Call this only after the commit returned (durable before visible).
+        """
+        tailers = self._tailers.get(response_id)
+        if not tailers:
+            return
+        events = [StoredEvent(*row) for row in rows] if rows else None
+        for tailer in tailers:
             if tailer.cursor < last_sequence:
+                if events:
+                    if len(tailer.ready) + len(events) > MAX_HANDOFF:
+                        tailer.ready.clear()  # a slow reader: it catches up from the database
+                    else:
+                        tailer.ready.extend(events)
                 tailer.wakeup.set()
 
     def on_notify(self, payload: str) -> None:
@@ -82,6 +119,22 @@ class EventLog:
         ``keepalive_seconds``. ``still_exists`` is awaited on quiet polls so a
         deleted response ends the tail instead of hanging it.
         """
+        async with aclosing(self.tail_batches(response_id, after, still_exists, keepalive_seconds)) as batches:
+            async for batch in batches:
+                if batch is None:
+                    yield None
+                    continue
+                for event in batch:
+                    yield event
+
+    async def tail_batches(
+        self,
+        response_id: str,
+        after: int,
+        still_exists: Callable[[], Any],
+        keepalive_seconds: float = 15.0,
+    ) -> AsyncIterator[list[StoredEvent] | None]:
+        """As :meth:`tail`, but each step yields every event available at once, in order."""
         tailer = _Tailer(after)
         self._tailers.setdefault(response_id, set()).add(tailer)
         try:
@@ -89,15 +142,21 @@ class EventLog:
             while True:
                 # Clear before reading: a commit after this point sets it again.
                 tailer.wakeup.clear()
-                events = await self.store.events_after(response_id, tailer.cursor)
-                for event in events:
-                    tailer.cursor = event.sequence_number
-                    yield event
-                    if event.is_terminal:
-                        return
+                events = tailer.take_ready()
+                from_db = events is None
+                if from_db:
+                    events = await self.store.events_after(response_id, tailer.cursor)
                 if events:
+                    for index, event in enumerate(events):
+                        if event.is_terminal:
+                            events = events[: index + 1]
+                            break
+                    tailer.cursor = events[-1].sequence_number
+                    yield events
+                    if events[-1].is_terminal:
+                        return
                     quiet_since = time.monotonic()
-                    if len(events) >= 1000:
+                    if (from_db and len(events) >= 1000) or tailer.wakeup.is_set():
                         continue
                 try:
                     await asyncio.wait_for(tailer.wakeup.wait(), self.poll_interval_seconds)
@@ -192,7 +251,7 @@ class AttemptWriter:
                 owned = await self._with_retry(self.store.append_events, self.response_id, self.attempt_number, batch)
                 if not owned:
                     raise LeaseLost(f"attempt {self.attempt_number} of {self.response_id} lost its lease")
-                self.log.committed(self.response_id, batch[-1][0])
+                self.log.committed(self.response_id, batch[-1][0], batch)
         except BaseException as exc:  # noqa: BLE001 - reported to the attempt, not swallowed
             self.failure = exc if isinstance(exc, Exception) else LeaseLost("writer stopped")
             self._pending.clear()
@@ -262,5 +321,5 @@ class AttemptWriter:
         )
         if finished:
             self.next_sequence += 1
-            self.log.committed(self.response_id, seq)
+            self.log.committed(self.response_id, seq, [(seq, status.terminal_event_type, data)])
         return finished

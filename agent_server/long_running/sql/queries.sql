@@ -87,7 +87,7 @@ WHERE r.response_id = l.response_id AND r.attempt_number = l.attempt_number
 RETURNING r.response_id;
 
 -- name: append_events
--- Store a batch of one attempt's events if it still owns the response; notify tailers on commit.
+-- Store a batch of one attempt's events if it still owns the response; notify tailers on commit (arrays sent binary: no per-element escaping).
 WITH lease AS (
     SELECT 1 FROM {schema}.responses
     WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
@@ -96,7 +96,7 @@ WITH lease AS (
 ), ins AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
     SELECT %(response_id)s, u.seq, %(attempt_number)s, u.type, u.data
-    FROM unnest(%(sequence_numbers)s::int[], %(types)s::text[], %(datas)s::text[]) AS u(seq, type, data)
+    FROM unnest(%(sequence_numbers)b::int[], %(types)b::text[], %(datas)b::text[]) AS u(seq, type, data)
     WHERE EXISTS (SELECT 1 FROM lease)
     ON CONFLICT (response_id, sequence_number) DO NOTHING
     RETURNING sequence_number
