@@ -222,25 +222,26 @@ class LongRunningAgentServer(AgentServer):
 
         @self.app.post("/responses/{response_id}/cancel")
         async def cancel(response_id: str, request: Request):
-            engine, owner = self._engine_and_owner(response_id, request)
-            row = await engine.store.finalize(response_id, status=Status.CANCELLED, owner=owner)
-            if row is None:
-                raise not_found(response_id)
-            engine.runner.stop_local(response_id, "cancelled by the client")
-            engine.runner.forget_queued(response_id)
+            _engine, _owner, row = await self._cancel(response_id, request, "cancelled by the client")
             return response_from_row(row)
 
         @self.app.delete("/responses/{response_id}")
         async def delete(response_id: str, request: Request):
-            engine, owner = self._engine_and_owner(response_id, request)
             # Cancel first, so a running handler stops and tailers get a terminal event.
-            row = await engine.store.finalize(response_id, status=Status.CANCELLED, owner=owner)
-            if row is None:
-                raise not_found(response_id)
-            engine.runner.stop_local(response_id, "deleted by the client")
-            engine.runner.forget_queued(response_id)
+            engine, owner, _row = await self._cancel(response_id, request, "deleted by the client")
             await engine.store.delete_response(response_id, owner)
             return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+    async def _cancel(self, response_id: str, request: Request, reason: str):
+        """End a queued or running response (a finished one is left as it is)."""
+        engine, owner = self._engine_and_owner(response_id, request)
+        row = await engine.store.finalize(response_id, status=Status.CANCELLED, owner=owner)
+        if row is None:
+            raise not_found(response_id)
+        # The owner may be this worker: stop it now rather than on the NOTIFY.
+        engine.runner.stop_local(response_id, reason)
+        engine.runner.forget_queued(response_id)
+        return engine, owner, row
 
     def _engine_and_owner(self, response_id: str, request: Request) -> tuple[_Engine, str]:
         if not _RESPONSE_ID.match(response_id):
