@@ -1,0 +1,696 @@
+"""Benchmarks of the long-running engine: ``uv run bench``.
+
+Starts an embedded PostgreSQL in a temporary folder, then for each group of
+figures a server process (``python -m scripts.bench_agent``, uvicorn on
+127.0.0.1, the synthetic handler of ``scripts/bench_agent.py``), and drives it
+over HTTP from this process. Prints one JSON object with every figure, then a
+short table against the targets of issue 5. Figures are printed, never
+asserted: a missed target does not change the exit code (a broken log does).
+
+Figures (``--only`` takes a comma-separated subset of these names):
+
+- ``accept``: 50 x ``POST /responses {background: true}``, time to the response id.
+- ``first_event``: 50 x ``POST /responses {background: true, stream: true}``,
+  time to the ``response.created`` frame.
+- ``live``: tasks of 100 deltas 20 ms apart, tailed with
+  ``GET /responses/{id}?stream=true``; per delta: receive time - emit time.
+- ``across_workers``: the same with ``--workers 2``, the tail served by the
+  worker that does not run the task.
+- ``throughput``: 20 concurrent tasks x 500 deltas, no pause, every event
+  streamed back and checked; events/s from the first POST to the last
+  terminal frame; SQL transactions per 1,000 events.
+- ``scale``: 1,000 concurrent tasks x 50 deltas 100 ms apart on one worker
+  (``max_concurrent_tasks=1000``); every log checked; peak server RSS.
+- ``resume``: ``--workers 2`` with default heartbeat settings; the owner
+  worker is SIGKILLed mid-task; time from the kill to the first event of the
+  new attempt.
+
+Run everything: ``uv run bench``; a shorter pass: ``uv run bench --quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import psycopg
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume")
+
+#: name -> (what, target text, check(figures) -> bool | None)
+TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
+    "accept": ("accept latency p50", "<= 3 ms", lambda f: f["p50_ms"] <= 3),
+    "first_event": ("first event p50", "<= 5 ms", lambda f: f["p50_ms"] <= 5),
+    "live": ("live delivery p50 / p95", "<= 5 / 20 ms", lambda f: f["p50_ms"] <= 5 and f["p95_ms"] <= 20),
+    "across_workers": ("across workers p50", "<= 10 ms", lambda f: f["p50_ms"] <= 10),
+    "throughput": ("throughput", ">= 10,000 events/s",
+                   lambda f: f["intact"] and f["events_per_second"] >= 10_000),
+    "scale": ("1,000 tasks: all intact, peak RSS", "< 1 GiB",
+              lambda f: f["intact"] and f["peak_server_rss_mib"] < 1024),
+    "resume": ("resume after SIGKILL (max)", "<= stale threshold + 1 s",
+               lambda f: f["max_seconds"] <= f["stale_threshold_seconds"] + 1),
+}
+
+
+# ----- helpers ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank on the sorted values)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary_ms(seconds: list[float]) -> dict[str, Any]:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p95_ms": round(pct(ms, 95), 2),
+            "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2) if ms else None}
+
+
+def request_body(deltas: int, pause: float = 0.0, start_delay: float = 0.0, **flags) -> dict[str, Any]:
+    return {"input": [{"role": "user", "content": "bench"}],
+            "custom_inputs": {"deltas": deltas, "pause": pause, "start_delay": start_delay}, **flags}
+
+
+def sse_frames(lines) -> list[dict]:
+    """JSON frames of an SSE body, read to the end ([DONE] dropped)."""
+    frames = []
+    for line in lines:
+        if line.startswith("data: ") and line != "data: [DONE]":
+            frames.append(json.loads(line[6:]))
+    return frames
+
+
+def check_log(frames: list[dict], deltas: int, response_id: str | None = None) -> str | None:
+    """Why a streamed (or stored) log is not intact, or None if it is."""
+    if not frames:
+        return "empty log"
+    seqs = [f.get("sequence_number") for f in frames]
+    if seqs != list(range(len(frames))):
+        return f"sequence numbers not 0..{len(frames) - 1}: {seqs[:5]}..."
+    if frames[0].get("type") != "response.created":
+        return f"event 0 is {frames[0].get('type')}"
+    rid = response_id or frames[0]["response"]["id"]
+    if any(f.get("response_id") != rid for f in frames):
+        return "an event of another response"
+    body = [f for f in frames[1:] if f.get("type") != "response.resumed"]
+    # A resumed attempt starts its deltas again; check the last attempt's run.
+    starts = [i for i, f in enumerate(body) if f.get("type") == "response.output_text.delta"
+              and f["delta"].startswith("0@")]
+    if starts:
+        body = body[starts[-1]:]
+    found = [f for f in body if f.get("type") == "response.output_text.delta"]
+    if len(found) != deltas:
+        return f"{len(found)} deltas, expected {deltas}"
+    for i, f in enumerate(found):
+        if not f["delta"].startswith(f"{i}@"):
+            return f"delta {i} carries {f['delta']!r}"
+    if body[-2].get("type") != "response.output_item.done":
+        return f"second to last event is {body[-2].get('type')}"
+    if body[-1].get("type") != "response.completed":
+        return f"last event is {body[-1].get('type')}"
+    if body[-1]["response"]["output"][0]["content"][0]["text"] != f"{deltas} deltas":
+        return "final output text differs"
+    return None
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live descendants."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for p in procs:
+        try:
+            total += sum(p.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+class CpuMeter:
+    """CPU seconds used by the server and by PostgreSQL between start and stop."""
+
+    def __init__(self, ctx: "Context", server: "Server"):
+        self.pids = {"server": server.proc.pid, "postgres": ctx.pg_pid}
+        self.start = {k: tree_cpu_seconds(pid) for k, pid in self.pids.items()}
+        self.start["client"] = time.process_time()
+
+    def per_1000(self, events: int) -> dict[str, float]:
+        used = {k: tree_cpu_seconds(pid) - self.start[k] for k, pid in self.pids.items()}
+        used["client"] = time.process_time() - self.start["client"]
+        return {f"{k}_cpu_ms_per_1000_events": round(v * 1e6 / max(events, 1), 1) for k, v in used.items()}
+
+
+class RssSampler:
+    """Peak resident memory of a process tree, sampled every 50 ms in a thread."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.peak_total = 0
+        self.peak_process = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                sizes = []
+                for p in procs:
+                    try:
+                        sizes.append(p.memory_info().rss)
+                    except psutil.Error:
+                        pass
+                self.peak_total = max(self.peak_total, sum(sizes))
+                self.peak_process = max(self.peak_process, max(sizes, default=0))
+            except psutil.Error:
+                pass
+            self._stop.wait(0.05)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"peak_server_rss_mib": round(self.peak_total / 2**20, 1),
+                "peak_worker_rss_mib": round(self.peak_process / 2**20, 1)}
+
+
+class Pg:
+    """Direct access to the benchmark database (for checks and statistics)."""
+
+    def __init__(self, url: str):
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def value(self, sql: str, params: tuple = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def xact_commit(self) -> int:
+        # Backends flush their statistics at most once a second.
+        time.sleep(1.1)
+        self.conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(self.value("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))
+
+
+class Server:
+    """One server process (own process group) running ``scripts.bench_agent``."""
+
+    def __init__(self, ctx: "Context", name: str, workers: int = 1, **kwargs):
+        self.name = name
+        self.schema = f"bench_{name}"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.log_path = ctx.tmp / f"server-{name}.log"
+        self.kwargs = {"database_url": ctx.pg_url, "db_schema": self.schema, **kwargs}
+        env = {**os.environ, "BENCH_SERVER_KWARGS": json.dumps(self.kwargs),
+               "MLFLOW_TRACKING_URI": f"sqlite:///{ctx.tmp}/mlflow-{name}.db",
+               "BENCH_TRACING": "1" if ctx.tracing else "0",
+               "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "scripts.bench_agent", "--port", str(self.port), "--workers", str(workers)]
+        self.command = " ".join(argv[1:])
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.rss: RssSampler | None = None
+
+    def wait_ready(self, timeout: float = 90.0) -> "Server":
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server {self.name} exited: {self.log_tail()}")
+            try:
+                with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
+                    health = client.get("/health").json()
+                if health.get("database", {}).get("status") == "connected":
+                    seen.add(health["worker"]["id"])
+                    if len(seen) >= self.workers:
+                        self.rss = self.rss or RssSampler(self.proc.pid)
+                        self.settle(deadline)
+                        return self
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"server {self.name} not ready in {timeout}s: {self.log_tail()}")
+
+    def settle(self, deadline: float) -> None:
+        """Wait until the server is idle: start-up work (MLflow's tracking store
+        set-up runs in a thread after /health answers) must not count as load."""
+        while time.monotonic() < deadline:
+            before = tree_cpu_seconds(self.proc.pid)
+            time.sleep(1.0)
+            if tree_cpu_seconds(self.proc.pid) - before < 0.05:
+                return
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self) -> dict[str, float]:
+        rss = self.rss.stop() if self.rss else {}
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        return rss
+
+
+class Context:
+    def __init__(self, tmp: Path, pg_url: str, quick: bool, tracing: bool = False):
+        self.tmp = tmp
+        self.tracing = tracing
+        self.pg_url = pg_url
+        self.quick = quick
+        self.pg = Pg(pg_url)
+        self.pg_pid = int((tmp / "pg" / "postmaster.pid").read_text().split()[0])
+
+
+def pinned_client(base_url: str, avoid: set[str] = frozenset(), want: set[str] | None = None,
+                  tries: int = 300) -> tuple[httpx.Client, str]:
+    """A client with one keep-alive connection, to a worker not in ``avoid``.
+
+    Each uvicorn worker accepts its own connections; the connection stays with
+    the worker that accepted it, so ``/health`` on it tells which worker
+    serves every later request on the same client.
+    """
+    for _ in range(tries):
+        client = httpx.Client(base_url=base_url, timeout=60.0,
+                              limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        worker = client.get("/health").json()["worker"]["id"]
+        if worker not in avoid and (want is None or worker in want):
+            return client, worker
+        client.close()
+    raise RuntimeError(f"no connection to a worker other than {avoid} in {tries} tries")
+
+
+# ----- figures -------------------------------------------------------------------
+
+
+def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
+    n = 10 if ctx.quick else 50
+    times = []
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        for i in range(5 + n):  # 5 warm-up requests are not counted
+            t0 = time.perf_counter()
+            response = client.post("/responses", json=request_body(1, background=True))
+            rid = response.json()["id"]
+            elapsed = time.perf_counter() - t0
+            assert rid.startswith("resp_"), response.text
+            if i >= 5:
+                times.append(elapsed)
+            time.sleep(0.01)
+    return summary_ms(times)
+
+
+def bench_first_event(ctx: Context, server: Server) -> dict[str, Any]:
+    n = 10 if ctx.quick else 50
+    times, broken = [], 0
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        for i in range(5 + n):
+            t0 = time.perf_counter()
+            with client.stream("POST", "/responses", json=request_body(1, background=True, stream=True)) as r:
+                lines = r.iter_lines()
+                for line in lines:
+                    if line.startswith("data: "):
+                        first = json.loads(line[6:])
+                        break
+                elapsed = time.perf_counter() - t0
+                rest = sse_frames(lines)
+            if check_log([first, *rest], 1) is not None:
+                broken += 1
+            if i >= 5:
+                times.append(elapsed)
+    return {**summary_ms(times), "broken_logs": broken}
+
+
+def _tail_latencies(client: httpx.Client, response_id: str, deltas: int) -> tuple[list[float], str | None]:
+    latencies, frames = [], []
+    with client.stream("GET", f"/responses/{response_id}", params={"stream": "true"}) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            received = time.time()
+            frame = json.loads(line[6:])
+            frames.append(frame)
+            if frame.get("type") == "response.output_text.delta":
+                latencies.append(received - frame["emitted_at"])
+    return latencies, check_log(frames, deltas, response_id)
+
+
+def bench_live(ctx: Context, server: Server) -> dict[str, Any]:
+    tasks, deltas = (2, 100) if ctx.quick else (5, 100)
+    latencies, problems = [], []
+    with httpx.Client(base_url=server.base_url, timeout=60.0) as poster, \
+            httpx.Client(base_url=server.base_url, timeout=60.0) as tailer:
+        for _ in range(tasks):
+            rid = poster.post("/responses", json=request_body(deltas, 0.02, 0.3, background=True)).json()["id"]
+            got, problem = _tail_latencies(tailer, rid, deltas)
+            latencies += got
+            if problem:
+                problems.append(problem)
+    return {**summary_ms(latencies), "tasks": tasks, "deltas_per_task": deltas, "intact": not problems,
+            "problems": problems[:3]}
+
+
+def bench_across_workers(ctx: Context, server: Server) -> dict[str, Any]:
+    tasks, deltas = (2, 100) if ctx.quick else (5, 100)
+    latencies, problems = [], []
+    poster, owner = pinned_client(server.base_url)
+    tailer, tail_worker = pinned_client(server.base_url, avoid={owner})
+    try:
+        for _ in range(tasks):
+            rid = poster.post("/responses", json=request_body(deltas, 0.02, 0.3, background=True)).json()["id"]
+            row_owner = ctx.pg.value(f"SELECT worker_id FROM {server.schema}.responses WHERE response_id = %s",
+                                     (rid,))
+            got, problem = _tail_latencies(tailer, rid, deltas)
+            still = tailer.get("/health").json()["worker"]["id"]
+            if row_owner == still or still != tail_worker:
+                problems.append(f"tail not on the other worker (owner {row_owner}, tail {still})")
+            latencies += got
+            if problem:
+                problems.append(problem)
+    finally:
+        poster.close()
+        tailer.close()
+    return {**summary_ms(latencies), "tasks": tasks, "deltas_per_task": deltas, "owner_worker": owner,
+            "tail_worker": tail_worker, "intact": not problems, "problems": problems[:3]}
+
+
+async def _post_and_tail(client: httpx.AsyncClient, body: dict) -> tuple[str, list[dict]]:
+    rid = (await client.post("/responses", json=body)).json()["id"]
+    frames = []
+    async with client.stream("GET", f"/responses/{rid}", params={"stream": "true"}) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                frames.append(json.loads(line[6:]))
+    return rid, frames
+
+
+def bench_throughput(ctx: Context, server: Server) -> dict[str, Any]:
+    tasks, deltas = (20, 500)
+    before = ctx.pg.xact_commit()
+    cpu = CpuMeter(ctx, server)
+
+    async def run() -> tuple[float, list[tuple[str, list[dict]]]]:
+        limits = httpx.Limits(max_connections=tasks * 2, max_keepalive_connections=tasks * 2)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120.0, limits=limits) as client:
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*(_post_and_tail(client, request_body(deltas, background=True))
+                                             for _ in range(tasks)))
+            return time.perf_counter() - t0, results
+
+    elapsed, results = asyncio.run(run())
+    streamed = sum(len(frames) for _, frames in results)
+    cpu_figures = cpu.per_1000(streamed)
+    after = ctx.pg.xact_commit()
+    problems = [p for rid, frames in results if (p := check_log(frames, deltas, rid))]
+    ids = [rid for rid, _ in results]
+    stored = ctx.pg.value(f"SELECT count(*) FROM {server.schema}.events WHERE response_id = ANY(%s)", (ids,))
+    if stored != streamed:
+        problems.append(f"{stored} events stored, {streamed} streamed")
+    transactions = after - before
+    return {"tasks": tasks, "deltas_per_task": deltas, "events": streamed, "seconds": round(elapsed, 3),
+            "events_per_second": round(streamed / elapsed), "intact": not problems, "problems": problems[:3],
+            "sql_transactions": transactions,
+            "sql_transactions_per_1000_events": round(transactions * 1000 / max(streamed, 1), 1), **cpu_figures}
+
+
+def bench_scale(ctx: Context, server: Server) -> dict[str, Any]:
+    tasks, deltas, pause = (200, 50, 0.1) if ctx.quick else (1000, 50, 0.1)
+    before = ctx.pg.xact_commit()
+    cpu = CpuMeter(ctx, server)
+
+    async def post_all() -> tuple[list[str], list[float]]:
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+        sem = asyncio.Semaphore(32)
+        accept: list[float] = []
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60.0, limits=limits) as client:
+            async def one() -> str:
+                async with sem:
+                    t0 = time.perf_counter()
+                    response = await client.post("/responses", json=request_body(deltas, pause, background=True))
+                    accept.append(time.perf_counter() - t0)
+                    return response.json()["id"]
+            return list(await asyncio.gather(*(one() for _ in range(tasks)))), accept
+
+    t0 = time.monotonic()
+    ids, accept = asyncio.run(post_all())
+    posted = time.monotonic() - t0
+    deadline = time.monotonic() + 180
+    done = 0
+    while time.monotonic() < deadline:
+        done = ctx.pg.value(f"SELECT count(*) FROM {server.schema}.responses WHERE response_id = ANY(%s) "
+                            "AND status NOT IN ('queued', 'in_progress')", (ids,))
+        if done == tasks:
+            break
+        time.sleep(0.25)
+    all_done = time.monotonic() - t0
+    cpu_figures = cpu.per_1000(tasks * (deltas + 3))
+    after = ctx.pg.xact_commit()
+    statuses = dict(ctx.pg.rows(f"SELECT status, count(*) FROM {server.schema}.responses "
+                                "WHERE response_id = ANY(%s) GROUP BY status", (ids,)))
+    max_running = ctx.pg.value(f"SELECT count(DISTINCT response_id) FROM {server.schema}.responses "
+                               "WHERE response_id = ANY(%s) AND attempt_number = 1", (ids,))
+
+    # Every log, streamed back over HTTP and checked.
+    async def read_all() -> list[str]:
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        sem = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60.0, limits=limits) as client:
+            async def one(rid: str) -> str | None:
+                async with sem:
+                    async with client.stream("GET", f"/responses/{rid}", params={"stream": "true"}) as r:
+                        frames = sse_frames([line async for line in r.aiter_lines()])
+                    return check_log(frames, deltas, rid)
+            return [p for p in await asyncio.gather(*(one(rid) for rid in ids)) if p]
+
+    problems = asyncio.run(read_all())
+    events = ctx.pg.value(f"SELECT count(*) FROM {server.schema}.events WHERE response_id = ANY(%s)", (ids,))
+    return {"tasks": tasks, "deltas_per_task": deltas, "pause_seconds": pause, "completed": statuses.get("completed", 0),
+            "statuses": statuses, "ran_as_first_attempt": max_running,
+            "post_all_seconds": round(posted, 2), "all_done_seconds": round(all_done, 2),
+            "accept_under_load": summary_ms(accept), "events": events, "intact": done == tasks and not problems,
+            "problems": problems[:3], "sql_transactions": after - before,
+            "sql_transactions_per_1000_events": round((after - before) * 1000 / max(events, 1), 1), **cpu_figures}
+
+
+def bench_resume(ctx: Context, server: Server) -> dict[str, Any]:
+    trials = 1 if ctx.quick else 3
+    threshold = server.kwargs.get("heartbeat_stale_threshold_seconds", 10.0)
+    results, problems = [], []
+    for _ in range(trials):
+        poster, owner = pinned_client(server.base_url)
+        try:
+            rid = poster.post("/responses", json=request_body(400, 0.05, background=True)).json()["id"]
+        finally:
+            poster.close()
+        row_owner = ctx.pg.value(f"SELECT worker_id FROM {server.schema}.responses WHERE response_id = %s", (rid,))
+        deadline = time.monotonic() + 20
+        while ctx.pg.value(f"SELECT max(sequence_number) FROM {server.schema}.events WHERE response_id = %s",
+                           (rid,)) < 20:
+            if time.monotonic() > deadline:
+                raise RuntimeError("resume task did not start")
+            time.sleep(0.05)
+        pid = int(row_owner.split(":")[1])
+        os.kill(pid, signal.SIGKILL)
+        killed = time.time()
+        first_new = None
+        deadline = time.monotonic() + threshold + 20
+        while time.monotonic() < deadline:
+            if ctx.pg.value(f"SELECT 1 FROM {server.schema}.events WHERE response_id = %s AND attempt_number > 1 "
+                            "LIMIT 1", (rid,)):
+                first_new = time.time() - killed
+                break
+            time.sleep(0.01)
+        if first_new is None:
+            problems.append(f"{rid}: no new event {threshold + 20:.0f}s after the kill")
+            continue
+        results.append(first_new)
+        resumed_by = ctx.pg.value(f"SELECT worker_id FROM {server.schema}.responses WHERE response_id = %s", (rid,))
+        with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+            client.post(f"/responses/{rid}/cancel")  # the rest of the task would only take time
+            with client.stream("GET", f"/responses/{rid}", params={"stream": "true"}) as r:
+                frames = sse_frames(r.iter_lines())
+        seqs = [f["sequence_number"] for f in frames]
+        if seqs != list(range(len(frames))) or not any(f["type"] == "response.resumed" for f in frames):
+            problems.append(f"{rid}: log not contiguous or not resumed")
+        if resumed_by == row_owner:
+            problems.append(f"{rid}: resumed by the killed worker?")
+        # Wait for uvicorn to replace the killed worker before the next trial.
+        server.wait_ready(timeout=90)
+    return {"trials": len(results), "seconds": [round(s, 2) for s in results],
+            "max_seconds": round(max(results), 2) if results else float("inf"),
+            "p50_seconds": round(pct(results, 50), 2) if results else None,
+            "stale_threshold_seconds": threshold, "heartbeat_interval_seconds":
+            server.kwargs.get("heartbeat_interval_seconds", 3.0), "intact": not problems, "problems": problems}
+
+
+# ----- driver --------------------------------------------------------------------
+
+#: Server groups: (name, workers, constructor kwargs, figures run on it in order).
+GROUPS = [
+    ("one", 1, {}, ("accept", "first_event", "live", "throughput")),
+    ("scale", 1, {"max_concurrent_tasks": 1000}, ("scale",)),
+    ("two", 2, {}, ("across_workers", "resume")),
+]
+
+RUNNERS = {"accept": bench_accept, "first_event": bench_first_event, "live": bench_live,
+           "throughput": bench_throughput, "scale": bench_scale, "across_workers": bench_across_workers,
+           "resume": bench_resume}
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model, memory, and the load average (other work on the machine skews every figure)."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def table(figures: dict[str, dict]) -> str:
+    def measured(name: str, f: dict) -> str:
+        if "error" in f:
+            return f"ERROR {f['error'][:60]}"
+        if name in ("accept", "first_event", "across_workers"):
+            return f"p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms"
+        if name == "live":
+            return f"p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms"
+        if name == "throughput":
+            return (f"{f['events_per_second']:,} events/s, intact={f['intact']}, "
+                    f"{f['sql_transactions_per_1000_events']} SQL tx/1k ev, "
+                    f"CPU/1k ev {f['server_cpu_ms_per_1000_events']} ms server")
+        if name == "scale":
+            return (f"{f['completed']}/{f['tasks']} completed in {f['all_done_seconds']} s, intact={f['intact']}, "
+                    f"RSS {f['peak_server_rss_mib']} MiB, {f['sql_transactions_per_1000_events']} SQL tx/1k events")
+        if name == "resume":
+            return f"{f['seconds']} s (threshold {f['stale_threshold_seconds']:g} s)"
+        return json.dumps(f)
+
+    lines = [f"{'figure':<36} {'measured':<70} {'target':<24} ok"]
+    for name in FIGURES:
+        if name not in figures:
+            continue
+        what, target, check = TARGETS[name]
+        f = figures[name]
+        try:
+            ok = "yes" if check(f) else "NO"
+        except (KeyError, TypeError):
+            ok = "?"
+        lines.append(f"{what:<36} {measured(name, f):<70} {target:<24} {ok}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the long-running agent server (issue 5).")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(FIGURES)}")
+    parser.add_argument("--quick", action="store_true", help="fewer samples and 200 instead of 1,000 scale tasks")
+    parser.add_argument("--tracing", action="store_true",
+                        help="MLflow tracing on in the server (to a SQLite tracking store in the temp folder); "
+                             "off by default, so the figures are the engine's")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs)")
+    args = parser.parse_args(argv)
+    selected = [s.strip() for s in args.only.split(",") if s.strip()] or list(FIGURES)
+    unknown = set(selected) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figure(s) {sorted(unknown)}; choose from {', '.join(FIGURES)}")
+
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from agent_server.long_running.embedded import EmbeddedPostgres
+
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so servers and PostgreSQL are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    pg = EmbeddedPostgres(tmp / "pg")
+    started = time.monotonic()
+    load_before = round(os.getloadavg()[0], 2)
+    figures: dict[str, dict] = {}
+    servers: dict[str, str] = {}
+    try:
+        ctx = Context(tmp, pg.start(), args.quick, args.tracing)
+        for group, workers, kwargs, names in GROUPS:
+            wanted = [n for n in names if n in selected]
+            if not wanted:
+                continue
+            server = Server(ctx, group, workers, **kwargs)
+            try:
+                server.wait_ready()
+                servers[group] = f"{server.command} with {json.dumps({k: v for k, v in kwargs.items()})}"
+                for name in wanted:
+                    print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+                    t0 = time.monotonic()
+                    try:
+                        figures[name] = RUNNERS[name](ctx, server)
+                    except Exception as exc:  # report and go on with the other figures
+                        figures[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                        print(server.log_tail(), file=sys.stderr)
+                    print(f"[bench] {name} done in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+            finally:
+                rss = server.stop()
+                for name in wanted:
+                    figures.get(name, {}).update(rss)
+        ctx.pg.conn.close()
+    finally:
+        pg.stop()
+        if args.keep:
+            print(f"[bench] logs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report = {"machine": {**machine(), "load_average_1m_at_start": load_before}, "tracing": args.tracing, "command": "uv run bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "servers": servers, "seconds": round(time.monotonic() - started, 1), "figures": figures}
+    print(json.dumps(report, indent=2))
+    print()
+    print(table(figures))
+    broken = any(f.get("intact") is False or "error" in f for f in figures.values())
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
