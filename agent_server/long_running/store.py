@@ -88,7 +88,14 @@ class Store:
                 "limit": limit,
             },
         )
-        return [ResponseRow.from_record(r) for r in records]
+        rows = [ResponseRow.from_record(r) for r in records]
+        if rows:
+            # The claim's own snapshot predates a batch the old owner may have
+            # committed just before the claim locked the row; read it afresh.
+            lasts = await self._all(self.q.last_sequences, {"response_ids": [row.response_id for row in rows]})
+            last = {r["response_id"]: r["last_sequence"] for r in lasts}
+            rows = [replace(row, last_sequence=last[row.response_id]) for row in rows]
+        return rows
 
     async def heartbeat(self, leases: Sequence[tuple[str, int]]) -> set[str]:
         """Renew leases; returns the response ids whose lease is still ours."""
@@ -176,6 +183,10 @@ class Store:
             row = ResponseRow.from_record(record)
             if row.status.is_terminal:
                 return row
+            # The lock waited for the owner's in-flight batch, which the locking
+            # statement's snapshot does not show: count the events in a new one.
+            last = await (await conn.execute(self.q.last_sequences, {"response_ids": [response_id]})).fetchone()
+            row = replace(row, last_sequence=last["last_sequence"])
             items = await conn.execute(
                 self.q.attempt_output_items,
                 {"response_id": response_id, "attempt_number": row.attempt_number},

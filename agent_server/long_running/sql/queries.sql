@@ -133,6 +133,12 @@ FROM {schema}.responses AS r
 WHERE r.response_id = %(response_id)s
 FOR UPDATE;
 
+-- name: last_sequences
+-- The last stored event number of each response; run after taking the row lock, in a new statement, so it sees every batch committed before the lock was granted.
+SELECT l.response_id, coalesce((SELECT max(e.sequence_number) FROM {schema}.events AS e
+                                WHERE e.response_id = l.response_id), -1) AS last_sequence
+FROM unnest(%(response_ids)s::text[]) AS l(response_id);
+
 -- name: finalize_response
 -- End a queued or running response from outside its owner, with its terminal event.
 WITH done AS (
