@@ -332,8 +332,10 @@ class Runner:
                     last_retention = time.monotonic()
             except Exception as exc:
                 logger.warning("Maintenance pass failed: %s", exc)
-            # Jitter so workers started together do not scan in lockstep.
-            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+            # Jitter so workers started together do not scan in lockstep; never
+            # longer than the interval, so a dead owner's run resumes at most
+            # stale_scan_interval_seconds after it went stale.
+            await asyncio.sleep(interval * random.uniform(0.5, 1.0))
 
     async def claim_stale_runs(self) -> int:
         """Resume runs whose owner stopped heartbeating; returns how many."""
