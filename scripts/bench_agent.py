@@ -4,7 +4,9 @@ The handler emits ``custom_inputs.deltas`` ``response.output_text.delta``
 events, ``custom_inputs.pause`` seconds apart (no pause: no sleep at all), each
 carrying its emit wall-clock time (``emitted_at``, and in its text), then one
 ``response.output_item.done``. ``custom_inputs.start_delay`` waits before the
-first delta (so a tailing client can attach before the stream starts).
+first delta (so a tailing client can attach before the stream starts);
+``custom_inputs.start_at`` (epoch seconds) waits until then, so many tasks
+posted one after another all emit at the same time.
 ``BENCH_TRACING=0`` disables MLflow tracing in the server process.
 
 Constructor keyword arguments come as JSON in ``BENCH_SERVER_KWARGS``; flags
@@ -32,9 +34,12 @@ async def bench_stream(request):
     deltas = int(ci.get("deltas", 10))
     pause = float(ci.get("pause", 0))
     start_delay = float(ci.get("start_delay", 0))
+    start_at = float(ci.get("start_at", 0))
     item_id = f"msg_{uuid.uuid4().hex[:8]}"
     if start_delay:
         await asyncio.sleep(start_delay)
+    if start_at > time.time():
+        await asyncio.sleep(start_at - time.time())
     for i in range(deltas):
         if pause and i:
             await asyncio.sleep(pause)
