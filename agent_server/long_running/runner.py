@@ -47,6 +47,12 @@ class RunLease:
     trace_id: str | None = None  # filled in by the executor once its span starts
 
 
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 #: Runs the registered handler for a lease, appending its events to the writer.
 Executor = Callable[[RunLease, AttemptWriter], Awaitable[None]]
 
@@ -71,6 +77,9 @@ class Runner:
     # itself, the handler sees them as a standard request would. Never stored.
     _queued_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     _queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Claims (stale scan, queue pump) in flight: they hold free slots while their query runs.
+    _claiming: int = 0
+    _claims_idle: asyncio.Event = field(default_factory=lambda: _set_event())
     _loops: list[asyncio.Task] = field(default_factory=list)
     _last_heartbeat_ok: float = field(default_factory=time.monotonic)
 
@@ -106,6 +115,15 @@ class Runner:
     def running_count(self) -> int:
         return len(self._running)
 
+    def _claim_started(self) -> None:
+        self._claiming += 1
+        self._claims_idle.clear()
+
+    def _claim_ended(self) -> None:
+        self._claiming -= 1
+        if self._claiming == 0:
+            self._claims_idle.set()
+
     def free_slots(self) -> int:
         return self.settings.max_concurrent_tasks - len(self._running) - self._reserved
 
@@ -126,6 +144,10 @@ class Runner:
         Returns the Response object as first stored (``in_progress`` or ``queued``).
         """
         created_at = time.time()
+        if self.free_slots() <= 0 and self._claiming:
+            # A claim query holds free slots while it runs; wait for it rather
+            # than queue a response this worker may have room for.
+            await self._claims_idle.wait()
         start_here = self.free_slots() > 0
         status = Status.IN_PROGRESS if start_here else Status.QUEUED
         response = build_response(
@@ -311,10 +333,12 @@ class Runner:
         """Start queued responses while this worker has room."""
         while self.free_slots() > 0:
             self._reserved += 1
+            self._claim_started()
             try:
                 row = await self.store.claim_queued(self.worker_id)
             finally:
                 self._reserved -= 1
+                self._claim_ended()
             if row is None:
                 return
             headers = self._queued_headers.pop(row.response_id, None) or dict(row.request_headers)
@@ -343,6 +367,8 @@ class Runner:
         if free <= 0:
             return 0
         self._reserved += free
+        self._claim_started()
+        rows: list[ResponseRow] = []
         try:
             rows = await self.store.claim_stale(
                 self.worker_id,
@@ -352,12 +378,17 @@ class Runner:
                 own_running=list(self._running),
             )
         finally:
-            self._reserved -= free
+            # Keep one slot per claimed run until it has started: _resume awaits
+            # the database, and a submit meanwhile must not take that slot.
+            self._reserved -= free - len(rows)
+            self._claim_ended()
         for row in rows:
             try:
                 await self._resume(row)
             except Exception as exc:
                 logger.error("Could not resume %s (%s); it will be claimed again", row.response_id, exc)
+            finally:
+                self._reserved -= 1
         return len(rows)
 
     async def _resume(self, row: ResponseRow) -> None:

@@ -305,9 +305,12 @@ class LongRunningAgentServer(AgentServer):
                 raise ApiError(413, f"Request body exceeds the limit of {limit} bytes.", code="body_too_large")
             chunks.append(chunk)
         try:
-            data = json.loads(b"".join(chunks))
+            data = json.loads(b"".join(chunks), parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+        except RecursionError:
+            # json.loads recurses once per nesting level: "[[[[…]]]]" would otherwise be a 500.
+            raise ApiError(400, "Request body is nested too deeply to parse.", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, f"Request body must be a JSON object, got {type(data).__name__}.", code="invalid_json")
         return data
@@ -316,6 +319,7 @@ class LongRunningAgentServer(AgentServer):
         engine = self._require_engine()
         response_id = f"resp_{uuid.uuid4().hex}"
         request_dict = request_data.model_dump(mode="json", exclude_none=True)
+        _check_storable(request_dict)
         try:
             response = await engine.runner.submit(
                 response_id=response_id,
@@ -351,6 +355,11 @@ class LongRunningAgentServer(AgentServer):
             if after > row.last_sequence and row.status.is_terminal:
                 raise ApiError(400, f"starting_after={after} is past the last event ({row.last_sequence}) "
                                "of this finished response.", code="invalid_parameter", param="starting_after")
+            if after == row.last_sequence and row.status.is_terminal:
+                # The client already has the terminal event (it lost only [DONE]): there is nothing
+                # after it, so end now; tailing would wait forever for an event that never comes.
+                return StreamingResponse(iter(["data: [DONE]\n\n"]), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             return self._sse(engine, response_id, owner, after)
         output = None
         if not row.status.is_terminal and row.attempt_number > 0:
@@ -481,6 +490,33 @@ async def _iterate(stream) -> AsyncIterator[Any]:
         yield item
 
 
+def _reject_constant(name: str) -> float:
+    """NaN and Infinity are not JSON (RFC 8259), and Postgres jsonb cannot store them."""
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _check_storable(value: Any) -> None:
+    """Reject strings Postgres cannot store in jsonb (NUL characters, unpaired surrogates) with a 400,
+    instead of a database error after the request was accepted."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise ApiError(400, "Request body contains a NUL character (\\u0000), which cannot be stored.",
+                               code="invalid_request")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(400, "Request body contains an unpaired UTF-16 surrogate (e.g. \\ud800), "
+                               "which is not valid Unicode.", code="invalid_request") from None
+
+
 def _flag(value: Any, name: str) -> bool:
     """A boolean body field or query parameter; None means false."""
     if value is None:
@@ -496,7 +532,7 @@ def _flag(value: Any, name: str) -> bool:
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    if not re.fullmatch(r"\d{1,10}", value) or int(value) > _MAX_SEQUENCE:
+    if not re.fullmatch(r"[0-9]{1,10}", value) or int(value) > _MAX_SEQUENCE:
         raise ApiError(400, f"starting_after must be a whole number from 0 to {_MAX_SEQUENCE}, "
                        f"got {value[:40]!r}.", code="invalid_parameter", param="starting_after")
     return int(value)
