@@ -97,3 +97,13 @@ def sql(pg_url):
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
         yield run
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the reliability figures of the fault and security tests that ran (scripts/chaos.py)."""
+    from scripts import chaos
+
+    if chaos.RECORDED:
+        terminalreporter.write_sep("-", "reliability figures (scripts/chaos.py)")
+        for line in chaos.summary().splitlines():
+            terminalreporter.write_line(line)
