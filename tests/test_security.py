@@ -210,6 +210,8 @@ IDENTITIES = {
     "bob": {"X-Forwarded-Email": "bob@example.com"},
     "alice-uppercase": {"X-Forwarded-Email": "ALICE@example.com"},
     "carol-user-only": {"X-Forwarded-User": "carol"},
+    # A user header equal to Alice's email is not Alice (identities are namespaced).
+    "user-named-like-alice": {"X-Forwarded-User": "alice@example.com"},
     "anonymous": {},
 }
 
@@ -259,7 +261,7 @@ def test_hostile_identity_and_header_values_are_stored_verbatim(client, sql, sha
     assert wait_for_status(client, f"/responses/{rid}", TERMINAL, headers=headers)["status"] == "completed"
     [(owner, request_id)] = sql(f"SELECT owner, request_headers->>'x-request-id' FROM {shared_schema}.responses "
                                 "WHERE response_id = %s", (rid,))
-    assert owner == email and request_id == headers["X-Request-Id"]
+    assert owner == f"email:{email}" and request_id == headers["X-Request-Id"]
     assert client.get(f"/responses/{rid}", headers={"X-Forwarded-Email": "o'brien"}).status_code == 404
 
 

@@ -25,8 +25,16 @@ STORABLE_HEADERS = frozenset(
 
 
 def owner_of(headers: Mapping[str, str]) -> str:
-    """The caller's identity, or ``ANONYMOUS``."""
-    return headers.get("x-forwarded-email") or headers.get("x-forwarded-user") or ANONYMOUS
+    """The caller's identity (``email:…`` or ``user:…``), or ``ANONYMOUS``.
+
+    The prefix keeps the two namespaces apart: a user header whose value
+    happens to equal someone's email address is not that person.
+    """
+    if email := headers.get("x-forwarded-email"):
+        return f"email:{email}"
+    if user := headers.get("x-forwarded-user"):
+        return f"user:{user}"
+    return ANONYMOUS
 
 
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:

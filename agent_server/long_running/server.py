@@ -145,6 +145,9 @@ class LongRunningAgentServer(AgentServer):
             await asyncio.wait_for(asyncio.shield(self._first_connect_done()), timeout=30)
         except TimeoutError:
             logger.warning("Database not ready after 30s; background mode answers 503 until it is")
+        # And for the tracing warm-up: otherwise the first traced run would build
+        # MLflow's store on the event loop and stall heartbeats for seconds.
+        await asyncio.wait([warm_up], timeout=30)
         try:
             yield
         finally:
