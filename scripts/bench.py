@@ -37,8 +37,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +48,8 @@ from typing import Any
 import httpx
 import psutil
 import psycopg
+
+from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,12 +71,6 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
 
 
 # ----- helpers ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -227,45 +221,41 @@ class Pg:
         return int(self.value("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))
 
 
-class Server:
+class Server(ServerProcess):
     """One server process (own process group) running ``scripts.bench_agent``."""
 
     def __init__(self, ctx: "Context", name: str, workers: int = 1, **kwargs):
         self.name = name
         self.schema = f"bench_{name}"
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
-        self.log_path = ctx.tmp / f"server-{name}.log"
         self.kwargs = {"database_url": ctx.pg_url, "db_schema": self.schema, **kwargs}
-        env = {**os.environ, "BENCH_SERVER_KWARGS": json.dumps(self.kwargs),
-               "MLFLOW_TRACKING_URI": f"sqlite:///{ctx.tmp}/mlflow-{name}.db",
-               "BENCH_TRACING": "1" if ctx.tracing else "0",
-               "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "scripts.bench_agent", "--port", str(self.port), "--workers", str(workers)]
-        self.command = " ".join(argv[1:])
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        super().__init__(
+            [sys.executable, "-m", "scripts.bench_agent", "--workers", str(workers)],
+            env={"BENCH_SERVER_KWARGS": json.dumps(self.kwargs),
+                 "MLFLOW_TRACKING_URI": f"sqlite:///{ctx.tmp}/mlflow-{name}.db",
+                 "BENCH_TRACING": "1" if ctx.tracing else "0",
+                 "PYTHONUNBUFFERED": "1"},
+            log_path=ctx.tmp / f"server-{name}.log",
+        )
+        self.command = " ".join(self.argv[1:])
         self.rss: RssSampler | None = None
+        self.launch()
 
     def wait_ready(self, timeout: float = 90.0) -> "Server":
+        """Healthy with a connected database on every worker, then idle."""
         deadline = time.monotonic() + timeout
         seen: set[str] = set()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server {self.name} exited: {self.log_tail()}")
-            try:
-                with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
-                    health = client.get("/health").json()
-                if health.get("database", {}).get("status") == "connected":
-                    seen.add(health["worker"]["id"])
-                    if len(seen) >= self.workers:
-                        self.rss = self.rss or RssSampler(self.proc.pid)
-                        self.settle(deadline)
-                        return self
-            except (httpx.HTTPError, ValueError):
-                pass
+            # A fresh connection each time, so each worker gets a chance to answer.
+            health = self.health()
+            if health is not None and health.get("database", {}).get("status") == "connected":
+                seen.add(health["worker"]["id"])
+                if len(seen) >= self.workers:
+                    self.rss = self.rss or RssSampler(self.proc.pid)
+                    self.settle(deadline)
+                    return self
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"server {self.name} not ready in {timeout}s: {self.log_tail()}")
@@ -279,20 +269,9 @@ class Server:
             if tree_cpu_seconds(self.proc.pid) - before < 0.05:
                 return
 
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
     def stop(self) -> dict[str, float]:
         rss = self.rss.stop() if self.rss else {}
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+        super().stop()
         return rss
 
 

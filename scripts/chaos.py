@@ -37,8 +37,6 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,8 +51,9 @@ from typing import Any
 import httpx
 import psycopg
 
+from scripts.server_process import ServerProcess, free_port
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
 TERMINAL = frozenset({"completed", "failed", "cancelled", "incomplete"})
 TERMINAL_EVENTS = frozenset(f"response.{s}" for s in TERMINAL)
 #: Fast heartbeats so a dead owner is noticed in seconds (the crash tests' 1s/4s).
@@ -118,68 +117,23 @@ def summary(recorded: dict[str, Figures] | None = None) -> str:
 # ----- processes ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """One ``scripts/chaos_serve.py`` process (its own process group) on 127.0.0.1."""
 
     def __init__(self, pg_url: str, schema: str, log_dir: Path, workers: int = 1, **kwargs: Any):
-        self.port = free_port()
-        self.base_url = f"http://{HOST}:{self.port}"
+        port = free_port()
         self.schema = schema
-        self.log_path = Path(log_dir) / f"server-{schema}-{self.port}.log"
-        self.argv = [sys.executable, "-m", "scripts.chaos_serve", "--workers", str(workers), "--port", str(self.port)]
-        self.env = {**os.environ,
-                    "CHAOS_SERVER_KWARGS": json.dumps({"database_url": pg_url, "db_schema": schema, **kwargs}),
-                    "MLFLOW_TRACKING_URI": f"sqlite:///{Path(log_dir).resolve()}/mlflow-{self.port}.db"}
-        self.proc: subprocess.Popen | None = None
-
-    def launch(self) -> "Server":
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=PROJECT_ROOT, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        super().__init__(
+            [sys.executable, "-m", "scripts.chaos_serve", "--workers", str(workers)],
+            env={"CHAOS_SERVER_KWARGS": json.dumps({"database_url": pg_url, "db_schema": schema, **kwargs}),
+                 "MLFLOW_TRACKING_URI": f"sqlite:///{Path(log_dir).resolve()}/mlflow-{port}.db"},
+            port=port,
+            log_path=Path(log_dir) / f"server-{schema}-{port}.log",
+        )
 
     def wait_healthy(self, timeout: float = 90.0) -> "Server":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=2.0).json().get("status") == "healthy":
-                    return self
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server did not become healthy in {timeout}s: {self.log_tail()}")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group (uvicorn and its workers) and reap it."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=20)
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
+        self.wait_until_healthy(timeout, database=True)
+        return self
 
 
 class Cluster:

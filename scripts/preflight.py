@@ -17,9 +17,6 @@ import argparse
 import json
 import os
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +26,8 @@ from pathlib import Path
 import httpx
 
 from .preflight_checks import CHECKS, CheckResult, PreflightClient, run_all
+from .server_process import ServerProcess, free_port
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_command() -> list[str]:
@@ -39,26 +36,15 @@ def default_command() -> list[str]:
     return [str(script)] if script.exists() else ["uv", "run", "start-server"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class StartedServer:
+class StartedServer(ServerProcess):
     """The server process preflight started, in its own process group."""
 
     def __init__(self, command: list[str], port: int, log_path: Path):
-        self.command = [*command, "--port", str(port)]
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
+        super().__init__(command, port=port, log_path=log_path)
+        self.command = self.argv
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.launch()
 
     def wait_healthy(self, timeout: float) -> str:
         """Wait for /health to report a connected database; return why not, or ''."""
@@ -67,37 +53,14 @@ class StartedServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return f"the server exited with code {self.proc.returncode}"
-            try:
-                response = httpx.get(f"{self.base_url}/health", timeout=2.0)
-                database = response.json().get("database") or {}
-                if response.status_code == 200 and database.get("status") in (None, "connected"):
+            health = self.health()
+            if health is not None:
+                database = health.get("database") or {}
+                if database.get("status") in (None, "connected"):
                     return ""
-                last = f"/health: {response.status_code} {json.dumps(database)[:300]}"
-            except (httpx.HTTPError, ValueError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last = f"/health: {json.dumps(database)[:300]}"
             time.sleep(0.2)
         return f"not healthy after {timeout:.0f}s ({last})"
-
-    def stop(self) -> None:
-        """Stop the process group we started: SIGTERM, then SIGKILL if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
 
 
 def _json_arg(value: str) -> dict:
