@@ -23,18 +23,7 @@ from mlflow.types.responses import (
 
 from agent_server.utils import PLACEHOLDER_PREFIX
 
-
-def text_of(content: Any) -> str:
-    """The text of a message's content (a string or a list of content blocks)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part if isinstance(part, str) else (part.get("text") or "")
-            for part in content
-            if isinstance(part, str) or (isinstance(part, dict) and part.get("type") in (None, "text", "output_text"))
-        )
-    return ""
+from .message_text import text_of
 
 
 class _ItemIds:

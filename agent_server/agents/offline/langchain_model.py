@@ -21,20 +21,9 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
+from ..message_text import text_of
 from ..model_choice import OFFLINE_MODEL_NAME, token_delay_seconds
 from .script import Plan, TextReply, Turn, plan_reply, split_tokens
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part if isinstance(part, str) else (part.get("text") or "")
-            for part in content
-            if isinstance(part, (str, dict))
-        )
-    return ""
 
 
 def turns_from_messages(messages: Sequence[BaseMessage]) -> list[Turn]:
@@ -43,14 +32,14 @@ def turns_from_messages(messages: Sequence[BaseMessage]) -> list[Turn]:
     tool_names: dict[str, str] = {}
     for message in messages:
         if isinstance(message, HumanMessage):
-            turns.append(Turn("user", _text_of(message.content)))
+            turns.append(Turn("user", text_of(message.content)))
         elif isinstance(message, AIMessage):
             for call in message.tool_calls:
                 tool_names[call.get("id") or ""] = call["name"]
-            turns.append(Turn("assistant", _text_of(message.content)))
+            turns.append(Turn("assistant", text_of(message.content)))
         elif isinstance(message, ToolMessage):
             name = message.name or tool_names.get(message.tool_call_id)
-            turns.append(Turn("tool", _text_of(message.content), name))
+            turns.append(Turn("tool", text_of(message.content), name))
     return turns
 
 
@@ -106,7 +95,7 @@ class OfflineChatModel(BaseChatModel):
             time.sleep(self.token_delay)
             generation = ChatGenerationChunk(message=chunk)
             if run_manager:
-                run_manager.on_llm_new_token(_text_of(chunk.content), chunk=generation)
+                run_manager.on_llm_new_token(text_of(chunk.content), chunk=generation)
             yield generation
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -116,5 +105,5 @@ class OfflineChatModel(BaseChatModel):
             await asyncio.sleep(self.token_delay)
             generation = ChatGenerationChunk(message=chunk)
             if run_manager:
-                await run_manager.on_llm_new_token(_text_of(chunk.content), chunk=generation)
+                await run_manager.on_llm_new_token(text_of(chunk.content), chunk=generation)
             yield generation

@@ -30,16 +30,9 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
+from ..message_text import text_of
 from ..model_choice import OFFLINE_MODEL_NAME, token_delay_seconds
 from .script import TextReply, Turn, plan_reply, split_tokens
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
-    return ""
 
 
 def _as_dict(item: Any) -> dict:
@@ -62,7 +55,7 @@ def turns_from_items(input: str | list[Any]) -> list[Turn]:
             text = output if isinstance(output, str) else json.dumps(output)
             turns.append(Turn("tool", text, tool_names.get(item.get("call_id", ""))))
         elif item.get("role") in ("user", "assistant"):
-            turns.append(Turn(item["role"], _text_of(item.get("content"))))
+            turns.append(Turn(item["role"], text_of(item.get("content"))))
     return turns
 
 
