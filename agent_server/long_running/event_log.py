@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import aclosing
 from typing import Any
 
 from .models import Status, StoredEvent
@@ -106,27 +105,6 @@ class EventLog:
             for tailer in tailers:
                 tailer.wakeup.set()
 
-    async def tail(
-        self,
-        response_id: str,
-        after: int,
-        still_exists: Callable[[], Any],
-        keepalive_seconds: float = 15.0,
-    ) -> AsyncIterator[StoredEvent | None]:
-        """Yield events with ``sequence_number > after`` until the terminal one.
-
-        Yields ``None`` as a keep-alive when nothing happened for
-        ``keepalive_seconds``. ``still_exists`` is awaited on quiet polls so a
-        deleted response ends the tail instead of hanging it.
-        """
-        async with aclosing(self.tail_batches(response_id, after, still_exists, keepalive_seconds)) as batches:
-            async for batch in batches:
-                if batch is None:
-                    yield None
-                    continue
-                for event in batch:
-                    yield event
-
     async def tail_batches(
         self,
         response_id: str,
@@ -134,7 +112,13 @@ class EventLog:
         still_exists: Callable[[], Any],
         keepalive_seconds: float = 15.0,
     ) -> AsyncIterator[list[StoredEvent] | None]:
-        """As :meth:`tail`, but each step yields every event available at once, in order."""
+        """Yield the events with ``sequence_number > after``, in order, until the terminal one.
+
+        Each step yields every event available at once (a list), or ``None``
+        as a keep-alive when nothing happened for ``keepalive_seconds``.
+        ``still_exists`` is awaited on quiet polls so a deleted response ends
+        the tail instead of hanging it.
+        """
         tailer = _Tailer(after)
         self._tailers.setdefault(response_id, set()).add(tailer)
         try:
