@@ -17,6 +17,22 @@ def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+def agent_server_process(variant: str, log_dir: Path, env: dict[str, str], *args: str) -> ServerProcess:
+    """``start-server --agent <variant> [args]``, isolated from the developer's ``.env``,
+    Lakebase settings and MLflow experiment; ``env`` adds to (or overrides) that."""
+    isolated = {
+        "AGENT_SERVER_ENV_FILE": "",  # a developer's .env must not leak into tests
+        "HOST": "127.0.0.1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{log_dir}/mlflow.db",
+        "MLFLOW_EXPERIMENT_ID": "",
+        "DATABRICKS_APP_NAME": "",
+        "LAKEBASE_AUTOSCALING_ENDPOINT": "", "LAKEBASE_AUTOSCALING_PROJECT": "",
+        "LAKEBASE_AUTOSCALING_BRANCH": "", "LAKEBASE_INSTANCE_NAME": "",
+    }
+    argv = [sys.executable, "-c", "from agent_server.start_server import main; main()", "--agent", variant, *args]
+    return ServerProcess(argv, env={**isolated, **env}, log_path=log_dir / "server.log")
+
+
 def iter_sse(lines):
     """Frames of an SSE body as they arrive: dicts for JSON data, '[DONE]' for the end."""
     import json

@@ -18,7 +18,7 @@ from mlflow.types.responses import ResponsesAgentRequest
 from agent_server.agents import FRAMEWORKS
 from agent_server.agents.model_choice import OFFLINE_MODEL_NAME, choose_model
 from agent_server.agents.offline.script import split_tokens
-from tests.support import ServerProcess
+from tests.support import ServerProcess, agent_server_process
 
 VARIANTS = sorted(FRAMEWORKS)
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
@@ -170,22 +170,13 @@ def server(request, pg_url, tmp_path_factory) -> ServerProcess:
     """``start-server --agent <variant>`` on the test database, offline model, no .env."""
     variant = request.param
     log_dir = tmp_path_factory.mktemp(f"agent-{variant}")
-    env = {
-        "AGENT_SERVER_ENV_FILE": "",  # a developer's .env must not leak into tests
+    proc = agent_server_process(variant, log_dir, {
         "DATABASE_URL": pg_url,
         "AGENT_SERVER_DB_SCHEMA": f"agents_{variant}_{uuid.uuid4().hex[:8]}",
         "LLM_ENDPOINT_NAME": "",
         "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.005",
         "AGENT_FRAMEWORK": "",
-        "HOST": "127.0.0.1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{log_dir}/mlflow.db",
-        "MLFLOW_EXPERIMENT_ID": "",
-        "DATABRICKS_APP_NAME": "",
-        "LAKEBASE_AUTOSCALING_ENDPOINT": "", "LAKEBASE_AUTOSCALING_PROJECT": "",
-        "LAKEBASE_AUTOSCALING_BRANCH": "", "LAKEBASE_INSTANCE_NAME": "",
-    }
-    argv = [sys.executable, "-c", "from agent_server.start_server import main; main()", "--agent", variant]
-    proc = ServerProcess(argv, env=env, log_path=log_dir / "server.log")
+    })
     proc.start(timeout=120)
     proc.variant = variant
     yield proc
@@ -260,17 +251,13 @@ def test_background_and_stream_then_reconnect(server, client):
 
 def test_agent_flag_reaches_every_worker_process(pg_url, tmp_path):
     """--workers N starts fresh processes; they must run the variant the flag chose, not the env's."""
-    env = {
-        "AGENT_SERVER_ENV_FILE": "", "DATABASE_URL": pg_url, "LLM_ENDPOINT_NAME": "",
+    server = agent_server_process("langgraph", tmp_path, {
+        "DATABASE_URL": pg_url, "LLM_ENDPOINT_NAME": "",
         "AGENT_SERVER_DB_SCHEMA": f"agents_workers_{uuid.uuid4().hex[:8]}",
-        "AGENT_FRAMEWORK": "openai",  # the flag below wins
-        "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0", "HOST": "127.0.0.1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "MLFLOW_EXPERIMENT_ID": "",
-        "DATABRICKS_APP_NAME": "",
-    }
-    argv = [sys.executable, "-c", "from agent_server.start_server import main; main()",
-            "--agent", "langgraph", "--workers", "2"]
-    with ServerProcess(argv, env=env, log_path=tmp_path / "server.log") as proc, \
+        "AGENT_FRAMEWORK": "openai",  # the --agent flag wins
+        "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0",
+    }, "--workers", "2")
+    with server as proc, \
             openai.OpenAI(base_url=proc.base_url, api_key="unused", timeout=60, max_retries=0) as client:
         for _ in range(6):
             response = client.responses.create(model="agent", input="hello")

@@ -10,7 +10,6 @@ talk to it; the agent code is not patched.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
-from tests.support import ServerProcess
+from tests.support import ServerProcess, agent_server_process
 
 TOKEN = "fake-token"
 ENDPOINT = "fake-llm"
@@ -116,25 +115,17 @@ def server(request, fake_endpoint, pg_url, tmp_path_factory) -> ServerProcess:
     variant = request.param
     log_dir = tmp_path_factory.mktemp(f"databricks-{variant}")
     host, port = fake_endpoint.server_address
-    env = {
-        "AGENT_SERVER_ENV_FILE": "",
+    proc = agent_server_process(variant, log_dir, {
         "DATABRICKS_HOST": f"http://{host}:{port}",
         "DATABRICKS_TOKEN": TOKEN,
         "DATABRICKS_CONFIG_FILE": str(log_dir / "no-databrickscfg"),
         "DATABRICKS_CONFIG_PROFILE": "", "DATABRICKS_AUTH_TYPE": "",
-        "DATABRICKS_CLIENT_ID": "", "DATABRICKS_CLIENT_SECRET": "", "DATABRICKS_APP_NAME": "",
+        "DATABRICKS_CLIENT_ID": "", "DATABRICKS_CLIENT_SECRET": "",
         "LLM_ENDPOINT_NAME": ENDPOINT,
         "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
         "DATABASE_URL": pg_url,
         "AGENT_SERVER_DB_SCHEMA": f"dbx_{variant}_{uuid.uuid4().hex[:8]}",
-        "HOST": "127.0.0.1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{log_dir}/mlflow.db",
-        "MLFLOW_EXPERIMENT_ID": "",
-        "LAKEBASE_AUTOSCALING_ENDPOINT": "", "LAKEBASE_AUTOSCALING_PROJECT": "",
-        "LAKEBASE_AUTOSCALING_BRANCH": "", "LAKEBASE_INSTANCE_NAME": "",
-    }
-    argv = [sys.executable, "-c", "from agent_server.start_server import main; main()", "--agent", variant]
-    proc = ServerProcess(argv, env=env, log_path=log_dir / "server.log")
+    })
     proc.start(timeout=120)
     proc.variant = variant
     yield proc
