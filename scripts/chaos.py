@@ -441,15 +441,9 @@ def owner_killed(pg_url: str, log_dir: Path, runs: int = 20, seed: int = 2026112
         records = cluster.records()
         for i, rid in enumerate(rids):
             run = RunResult(rid, f"run-{i}", plans[i], status=statuses.get(rid), stream_end=ends[i])
-            events, how = resume_stream(survivor.base_url, rid, seen[i])
-            run.client = check_client_view(events)
-            if how != "done":
-                run.client.problems.append(f"resumed stream ended {how}")
-            stored = stored_log(cluster, rid)
+            events, stored = _resume_and_check(cluster, survivor.base_url, run, seen[i], plans[i]["deltas"])
             if [{k: v for k, v in e.items() if k != "_attempt"} for e in stored] != events:
                 run.client.problems.append("the client's view differs from the stored log")
-            run.stored = check_stored(stored, plans[i]["deltas"])
-            run.attempt_number = stored[-1]["_attempt"] if stored else None
             run.invocations = invocations(records, f"run-{i}")
             _score(result.figures, run, expected="completed")
             result.runs.append(run)
@@ -562,18 +556,25 @@ def postgres_restarted(pg_url: str, log_dir: Path, fault: Callable[[Cluster], An
         records = cluster.records()
         for i, rid in enumerate(rids):
             run = RunResult(rid, f"run-{i}", plans[i], status=statuses.get(rid), stream_end=ends[i])
-            events, how = resume_stream(server.base_url, rid, seen[i])
-            run.client = check_client_view(events)
-            if how != "done":
-                run.client.problems.append(f"resumed stream ended {how}")
-            stored = stored_log(cluster, rid)
-            run.stored = check_stored(stored, plans[i]["deltas"])
-            run.attempt_number = stored[-1]["_attempt"] if stored else None
+            _events, stored = _resume_and_check(cluster, server.base_url, run, seen[i], plans[i]["deltas"])
             run.error = stored[-1].get("response", {}).get("error") if stored else None
             run.invocations = invocations(records, f"run-{i}")
             _score(result.figures, run, expected={"completed", "failed"})
             result.runs.append(run)
     return result
+
+
+def _resume_and_check(cluster: "Cluster", base_url: str, run: "RunResult", seen: list[dict],
+                      deltas: int) -> tuple[list[dict], list[dict]]:
+    """Resume the client's stream from its last cursor and check it and the stored log into ``run``."""
+    events, how = resume_stream(base_url, run.rid, seen)
+    run.client = check_client_view(events)
+    if how != "done":
+        run.client.problems.append(f"resumed stream ended {how}")
+    stored = stored_log(cluster, run.rid)
+    run.stored = check_stored(stored, deltas)
+    run.attempt_number = stored[-1]["_attempt"] if stored else None
+    return events, stored
 
 
 def _healthy(server: Server) -> bool:
