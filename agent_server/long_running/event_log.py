@@ -192,8 +192,7 @@ class AttemptWriter:
         self.output_items: list[dict[str, Any]] = []
         self._pending: list[tuple[int, str, str]] = []
         self._flusher: asyncio.Task | None = None
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._finishing = False
         self.failure: BaseException | None = None
 
     def append(self, event: dict[str, Any]) -> None:
@@ -206,7 +205,6 @@ class AttemptWriter:
         if event_type == "response.output_item.done" and isinstance(event.get("item"), dict):
             self.output_items.append(event["item"])
         self._pending.append((seq, event_type, event_json(event, seq, self.response_id)))
-        self._drained.clear()
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all(), name=f"flush-{self.response_id}")
 
@@ -221,15 +219,10 @@ class AttemptWriter:
         while len(self._pending) > MAX_PENDING and self.failure is None:
             await asyncio.sleep(0.001)
 
-    async def drain(self) -> None:
-        """Wait until every appended event is committed (or raise why not)."""
-        await self._drained.wait()
-        if self.failure is not None:
-            raise self.failure
-
     async def _flush_all(self) -> None:
         try:
-            while self._pending:
+            # Once the attempt is finishing, what is left goes with the final write.
+            while self._pending and not self._finishing:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 owned = await self._with_retry(self.store.append_events, self.response_id, self.attempt_number, batch)
@@ -243,7 +236,6 @@ class AttemptWriter:
                 self.on_lease_lost(self.failure)
         finally:
             self._flusher = None
-            self._drained.set()
 
     async def _with_retry(self, fn, *args, **kwargs):
         """Retry transient database errors with back-off, up to ``retry_seconds``.
@@ -273,11 +265,17 @@ class AttemptWriter:
         incomplete_details: dict[str, Any] | None = None,
         trace_id: str | None = None,
     ) -> bool:
-        """Commit the remaining events, then the final status and terminal event.
+        """Commit the remaining events with the final status and terminal event.
 
-        Returns False if the response was ended by someone else meanwhile.
+        The events still waiting for a flush go in the same statement as the
+        end, so a short run's tail costs one commit, not two. Returns False
+        if the response was ended by someone else meanwhile.
         """
-        await self.drain()
+        self._finishing = True
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher])  # the batch in flight commits first
+        if self.failure is not None:
+            raise self.failure
         seq = self.next_sequence
         response = build_response(
             response_id=self.response_id,
@@ -291,6 +289,7 @@ class AttemptWriter:
             trace_id=trace_id,
         )
         data = event_json(terminal_event(response), seq, self.response_id)
+        events, self._pending = [*self._pending, (seq, status.terminal_event_type, data)], []
         finished = await self._with_retry(
             self.store.finish_attempt,
             response_id=self.response_id,
@@ -300,10 +299,9 @@ class AttemptWriter:
             error=error,
             incomplete_details=incomplete_details,
             trace_id=trace_id,
-            sequence_number=seq,
-            event_data=data,
+            events=events,
         )
         if finished:
             self.next_sequence += 1
-            self.log.committed(self.response_id, seq, [(seq, status.terminal_event_type, data)])
+            self.log.committed(self.response_id, seq, events)
         return finished

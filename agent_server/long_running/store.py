@@ -139,10 +139,10 @@ class Store:
         error: dict[str, Any] | None,
         incomplete_details: dict[str, Any] | None,
         trace_id: str | None,
-        sequence_number: int,
-        event_data: str,
+        events: Sequence[tuple[int, str, str]],
     ) -> bool:
-        """The owner's final write; False if it no longer owned the response."""
+        """The owner's final write: its unflushed ``(sequence_number, type, data)``
+        events ending with the terminal one. False if it no longer owned the response."""
         record = await self._one(
             self.q.finish_attempt,
             {
@@ -153,9 +153,9 @@ class Store:
                 "error": Jsonb(error) if error is not None else None,
                 "incomplete_details": Jsonb(incomplete_details) if incomplete_details is not None else None,
                 "trace_id": trace_id,
-                "sequence_number": sequence_number,
-                "type": status.terminal_event_type,
-                "data": event_data,
+                "sequence_numbers": [seq for seq, _, _ in events],
+                "types": [typ for _, typ, _ in events],
+                "datas": [data for _, _, data in events],
                 "events_channel": self.q.events_channel,
             },
         )

@@ -107,7 +107,7 @@ WITH lease AS (
 SELECT EXISTS (SELECT 1 FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
 
 -- name: finish_attempt
--- The owning attempt ends the response: final status, output and terminal event, atomically.
+-- The owning attempt ends the response: its last events, final status, output and terminal event, atomically.
 WITH done AS (
     UPDATE {schema}.responses
     SET status = %(status)s, output = %(output)s, error = %(error)s,
@@ -118,10 +118,12 @@ WITH done AS (
     RETURNING response_id
 ), ins AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
-    SELECT response_id, %(sequence_number)s, %(attempt_number)s, %(type)s, %(data)s FROM done
+    SELECT done.response_id, u.seq, %(attempt_number)s, u.type, u.data
+    FROM done, unnest(%(sequence_numbers)b::int[], %(types)b::text[], %(datas)b::text[]) AS u(seq, type, data)
     RETURNING sequence_number
 ), n AS (
-    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || sequence_number) FROM ins
+    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || m.last) FROM
+        (SELECT max(sequence_number) AS last FROM ins) AS m WHERE m.last IS NOT NULL
 )
 SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM n) AS notified;
 
