@@ -121,9 +121,7 @@ class Store:
             {
                 "response_id": response_id,
                 "attempt_number": attempt_number,
-                "sequence_numbers": [seq for seq, _, _ in batch],
-                "types": [typ for _, typ, _ in batch],
-                "datas": [data for _, _, data in batch],
+                **_event_columns(batch),
                 "events_channel": self.q.events_channel,
             },
         )
@@ -153,9 +151,7 @@ class Store:
                 "error": Jsonb(error) if error is not None else None,
                 "incomplete_details": Jsonb(incomplete_details) if incomplete_details is not None else None,
                 "trace_id": trace_id,
-                "sequence_numbers": [seq for seq, _, _ in events],
-                "types": [typ for _, typ, _ in events],
-                "datas": [data for _, _, data in events],
+                **_event_columns(events),
                 "events_channel": self.q.events_channel,
             },
         )
@@ -251,3 +247,12 @@ class Store:
 
 def _item(event_data: str) -> dict[str, Any]:
     return json.loads(event_data)["item"]
+
+
+def _event_columns(rows: Sequence[tuple[int, str, str]]) -> dict[str, list]:
+    """``(sequence_number, type, data)`` rows as the three arrays the INSERTs unnest."""
+    return {
+        "sequence_numbers": [seq for seq, _, _ in rows],
+        "types": [typ for _, typ, _ in rows],
+        "datas": [data for _, _, data in rows],
+    }
