@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
+
+from agent_server.long_running.settings import check_schema_name
 
 DEFAULT_SCHEMA = "agent_server"
 TABLE_PRIVILEGES = sql.SQL("SELECT, INSERT, UPDATE, DELETE")
@@ -206,10 +207,11 @@ def grant_all(conn: psycopg.Connection, grantee: str, schemas: Sequence[str], *,
 
 
 def _schema_name(value: str) -> str:
-    # Same rule as the engine's EngineSettings.db_schema, so a typo fails here.
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a lowercase schema name (letters, digits, underscores)")
-    return value
+    # The engine's own rule, so a name the engine would refuse fails here too.
+    try:
+        return check_schema_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a lowercase schema name: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,16 @@ from dataclasses import dataclass
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 
 
+def check_schema_name(name: object) -> str:
+    """``name`` if it is a valid engine schema name; else ValueError saying the rule."""
+    if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
+        raise ValueError(
+            f"db_schema must be a lowercase SQL identifier of at most 40 characters "
+            f"(letters, digits, underscores, not starting with a digit), got {name!r}"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """Timing, capacity and storage settings; see README "Server settings"."""
@@ -56,8 +66,4 @@ class EngineSettings:
                 f"greater than heartbeat_interval_seconds ({self.heartbeat_interval_seconds}), "
                 "or a live owner would look dead between two heartbeats"
             )
-        if not isinstance(self.db_schema, str) or not _SCHEMA_NAME.match(self.db_schema):
-            raise ValueError(
-                f"db_schema must be a lowercase SQL identifier of at most 40 characters "
-                f"(letters, digits, underscores, not starting with a digit), got {self.db_schema!r}"
-            )
+        check_schema_name(self.db_schema)
