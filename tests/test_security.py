@@ -348,7 +348,7 @@ def test_schema_name_is_validated_before_any_sql(schema):
 
 def test_schema_name_reaches_sql_only_as_a_quoted_identifier():
     q = Queries("agent_server")
-    assert 'FROM "agent_server".responses' in q.get_response.as_string(None)
+    assert b'FROM "agent_server".responses' in q.get_response
 
 
 # ----- no debug or kill endpoint ---------------------------------------------------------------

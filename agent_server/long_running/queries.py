@@ -46,13 +46,15 @@ class Queries:
     def __init__(self, schema: str):
         self.schema = schema
         ident = sql.Identifier(schema)
+        # Rendered to bytes once: a Composed would be re-rendered on every execute.
         self._compiled = {
-            name: sql.SQL(statement).format(schema=ident) for name, statement in _raw_queries().items()
+            name: sql.SQL(statement).format(schema=ident).as_bytes(None)
+            for name, statement in _raw_queries().items()
         }
         self.events_channel = f"{schema}_events"
         self.control_channel = f"{schema}_control"
 
-    def __getattr__(self, name: str) -> sql.Composed:
+    def __getattr__(self, name: str) -> bytes:
         try:
             return self._compiled[name]
         except KeyError:

@@ -77,6 +77,11 @@ class Runner:
     # itself, the handler sees them as a standard request would. Never stored.
     _queued_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     _queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Whether queued rows may exist: set by a 'queued' NOTIFY (or a reconnect that may
+    # have missed one), cleared by a claim that finds none. A finished run looks for
+    # queued work only while it is set, so a worker with an empty queue spends no
+    # query per run; the poll every poll_interval_seconds looks regardless.
+    _queue_maybe_nonempty: bool = True
     # Claims (stale scan, queue pump) in flight: they hold free slots while their query runs.
     _claiming: int = 0
     _claims_idle: asyncio.Event = field(default_factory=lambda: _set_event())
@@ -191,6 +196,7 @@ class Runner:
             )
         else:
             self._queued_headers[response_id] = headers
+            self._queue_maybe_nonempty = True
         return response
 
     # ----- running an attempt ----------------------------------------------
@@ -204,8 +210,9 @@ class Runner:
     def _attempt_done(self, running: _Running) -> None:
         if self._running.get(running.lease.response_id) is running:
             del self._running[running.lease.response_id]
-        # A slot is free: take queued work.
-        self._queue_wakeup.set()
+        if self._queue_maybe_nonempty:
+            # A slot is free: take queued work.
+            self._queue_wakeup.set()
 
     def stop_local(self, response_id: str, reason: str) -> bool:
         """Cancel this worker's attempt on ``response_id``, if it runs here."""
@@ -279,7 +286,7 @@ class Runner:
     def on_control(self, payload: str) -> None:
         """NOTIFY on the control channel: ``queued`` or ``stop:<response_id>``."""
         if payload == "queued":
-            self._queue_wakeup.set()
+            self.wake_queue()
         elif payload.startswith("stop:"):
             self.stop_local(payload[5:], "ended by another request (cancel, delete or time-out)")
 
@@ -314,6 +321,7 @@ class Runner:
                         self.stop_local(rid, "lease lost (claimed by another worker or ended)")
 
     def wake_queue(self) -> None:
+        self._queue_maybe_nonempty = True
         self._queue_wakeup.set()
 
     async def _queue_loop(self) -> None:
@@ -332,15 +340,21 @@ class Runner:
     async def pump_queue(self) -> None:
         """Start queued responses while this worker has room."""
         while self.free_slots() > 0:
+            # Cleared before the query: a 'queued' NOTIFY during it sets it again.
+            self._queue_maybe_nonempty = False
             self._reserved += 1
             self._claim_started()
             try:
                 row = await self.store.claim_queued(self.worker_id)
+            except BaseException:
+                self._queue_maybe_nonempty = True
+                raise
             finally:
                 self._reserved -= 1
                 self._claim_ended()
             if row is None:
                 return
+            self._queue_maybe_nonempty = True  # there may be more
             headers = self._queued_headers.pop(row.response_id, None) or dict(row.request_headers)
             self._start(self._lease_for(row, row.request, headers, conversation_id=None))
 

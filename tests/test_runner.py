@@ -1,0 +1,82 @@
+"""The runner in-process against the real embedded PostgreSQL: what a worker
+queries when runs finish, and that queued work still starts the moment a
+slot frees up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agent_server.long_running.event_log import EventLog
+from agent_server.long_running.models import Status
+from agent_server.long_running.runner import Runner
+from agent_server.long_running.settings import EngineSettings
+from agent_server.long_running.store import Store
+from tests.test_storage import _open
+
+_ITEM = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "text": "done", "annotations": []}]}
+
+
+class _ClaimCountingStore(Store):
+    """The real store; counts the queue claims the runner makes."""
+
+    claims = 0
+
+    async def claim_queued(self, worker_id: str):
+        self.claims += 1
+        return await super().claim_queued(worker_id)
+
+
+async def _until_status(store: Store, response_id: str, status: Status, timeout: float = 10.0) -> float:
+    started = time.monotonic()
+    while (row := await store.get_response(response_id, "user:t")) is None or row.status is not status:
+        assert time.monotonic() - started < timeout, f"{response_id} is {row and row.status}, not {status}"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_finished_runs_query_the_queue_only_when_work_may_be_queued(pg_url, db_schema):
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = _ClaimCountingStore(db)
+        release = asyncio.Event()
+
+        async def execute(lease, writer):
+            if lease.request.get("metadata", {}).get("hold"):
+                await release.wait()
+            writer.append({"type": "response.output_item.done", "output_index": 0, "item": _ITEM})
+
+        # A 30 s poll: only a finished run can start queued work within this test.
+        settings = EngineSettings(db_schema=db_schema, max_concurrent_tasks=1, poll_interval_seconds=30.0)
+        runner = Runner(store=store, log=EventLog(store, 30.0), settings=settings, worker_id="w1", execute=execute)
+        runner.start()
+
+        async def submit(n: int, hold: bool = False) -> dict:
+            request = {"input": [{"role": "user", "content": str(n)}], "metadata": {"hold": hold}}
+            return await runner.submit(response_id=f"resp_{n:032x}", owner="user:t", request=request,
+                                       headers={}, stored_headers={}, model="m")
+
+        try:
+            # One after another with nothing queued: only the first finished run looks
+            # (a new worker cannot know the queue is empty), the other nine do not.
+            for n in range(10):
+                assert (await submit(n))["status"] == "in_progress"
+                await _until_status(store, f"resp_{n:032x}", Status.COMPLETED)
+            await asyncio.sleep(0.1)
+            claims_while_empty = store.claims
+
+            # The only slot is taken: the next response is queued, and starts as
+            # soon as the running one finishes, not at the next poll.
+            assert (await submit(100, hold=True))["status"] == "in_progress"
+            assert (await submit(101))["status"] == "queued"
+            release.set()
+            waited = await _until_status(store, f"resp_{101:032x}", Status.COMPLETED)
+        finally:
+            await runner.close()
+            await db.close()
+        return claims_while_empty, waited
+
+    claims_while_empty, waited = asyncio.run(main())
+    assert claims_while_empty == 1
+    assert waited < 5.0
