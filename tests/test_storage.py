@@ -9,6 +9,7 @@ import json
 import time
 
 import httpx
+import psycopg
 import pytest
 
 from agent_server.long_running.database import Database, DatabaseTarget
@@ -30,7 +31,7 @@ def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
         await asyncio.gather(*[db.close() for db in dbs])
 
     asyncio.run(main())
-    assert sql(f"SELECT version FROM {db_schema}.schema_migrations") == [(1,)]
+    assert sql(f"SELECT version FROM {db_schema}.schema_migrations ORDER BY 1") == [(1,), (2,)]
     tables = sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db_schema,))
     assert tables == [("events",), ("responses",), ("schema_migrations",)]
 
@@ -106,6 +107,35 @@ def test_a_tail_on_another_process_is_woken_by_notify(start_server, db_schema):
     assert frames[-2]["type"] == "response.completed"
     assert [f["sequence_number"] for f in frames[:-1]] == list(range(13))
     assert elapsed < 15, f"the tail waited for polls ({elapsed:.1f}s): NOTIFY did not wake it"
+
+
+def test_writers_notify_only_while_a_tail_elsewhere_watches(start_server, db_schema, pg_url):
+    """A run followed only in its own process (or not at all) sends no NOTIFY; once a
+    tail in another process waits for it, every batch after the watch does."""
+    runner = start_server(db_schema)
+    body = {"input": "x", "background": True, "custom_inputs": {"deltas": 10, "pause": 0.05}}
+    with psycopg.connect(pg_url, autocommit=True) as listener, \
+            httpx.Client(base_url=runner.base_url, timeout=60) as client:
+        listener.execute(f'LISTEN "{db_schema}_events"')
+
+        def notified() -> list[str]:
+            return [n.payload for n in listener.notifies(timeout=0.5)]
+
+        # Followed on the worker that runs it (POST with stream=true), then polled.
+        alone = client.post("/responses", json={**body, "stream": True}).text
+        polled = client.post("/responses", json=body).json()["id"]
+        wait_for_status(client, f"/responses/{polled}", {"completed"})
+        assert "response.completed" in alone
+        assert notified() == []
+
+        watcher = start_server(db_schema)
+        with httpx.Client(base_url=watcher.base_url, timeout=60) as other:
+            rid = client.post("/responses", json={**body, "custom_inputs": {"deltas": 10, "pause": 0.2}}).json()["id"]
+            frames = stream_frames(other, "GET", f"/responses/{rid}", params={"stream": "true"})
+        assert frames[-2]["type"] == "response.completed"
+        payloads = notified()
+        assert payloads and all(p.startswith(f"{rid}:") for p in payloads)
+        assert payloads[-1] == f"{rid}:{frames[-2]['sequence_number']}"
 
 
 @pytest.mark.slow

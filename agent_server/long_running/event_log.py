@@ -5,6 +5,11 @@ in this process directly and in other processes by the NOTIFY that commits
 with the batch. A lost notification costs a tailer at most one poll interval.
 In this process the committed rows are also handed to the tailers, so a live
 tail does not read back from the database what it was just given.
+
+Writers NOTIFY only for responses that a tail in another process watches
+(``responses.watched_until``, set by that tail before it waits and renewed
+while it does): a run nobody follows from elsewhere costs its worker no
+notification round trip per batch, and Postgres no signal to every listener.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ MAX_PENDING = 5000
 #: Committed events held for one in-process tailer that has not taken them
 #: yet; past this (a slow reader) it reads them from the database instead.
 MAX_HANDOFF = 2000
+#: How long one watch of a tail in another process lasts; renewed at half.
+WATCH_SECONDS = 60.0
 
 
 class LeaseLost(Exception):
@@ -39,13 +46,15 @@ class DatabaseGaveUp(Exception):
 
 
 class _Tailer:
-    __slots__ = ("cursor", "wakeup", "ready")
+    __slots__ = ("cursor", "wakeup", "ready", "watch_until")
 
     def __init__(self, cursor: int):
         self.cursor = cursor
         self.wakeup = asyncio.Event()
         # Committed events handed over by a writer in this process, in order.
         self.ready: list[StoredEvent] = []
+        # Monotonic time until which writers elsewhere are known to NOTIFY for us.
+        self.watch_until = 0.0
 
     def take_ready(self) -> list[StoredEvent] | None:
         """The handed-over events that continue the cursor, or None (then read the database)."""
@@ -64,9 +73,13 @@ class _Tailer:
 class EventLog:
     """Reading and tailing a response's events; wakes tailers after commits."""
 
-    def __init__(self, store: Store, poll_interval_seconds: float):
+    def __init__(self, store: Store, poll_interval_seconds: float,
+                 runs_here: Callable[[str], bool] = lambda _response_id: False):
         self.store = store
         self.poll_interval_seconds = poll_interval_seconds
+        # Whether this process runs a response: its writer wakes our tailers
+        # directly, so they need no NOTIFY (and no watch).
+        self.runs_here = runs_here
         self._tailers: dict[str, set[_Tailer]] = {}
 
     def committed(
@@ -142,6 +155,12 @@ class EventLog:
                     quiet_since = time.monotonic()
                     if (from_db and len(events) >= 1000) or tailer.wakeup.is_set():
                         continue
+                if time.monotonic() >= tailer.watch_until - WATCH_SECONDS / 2 and not self.runs_here(response_id):
+                    # About to wait for a writer elsewhere: ask it to NOTIFY. Events it
+                    # committed before the watch came without one, so read once more.
+                    await self.store.watch_response(response_id, WATCH_SECONDS)
+                    tailer.watch_until = time.monotonic() + WATCH_SECONDS
+                    continue
                 try:
                     await asyncio.wait_for(tailer.wakeup.wait(), self.poll_interval_seconds)
                 except TimeoutError:

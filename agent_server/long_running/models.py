@@ -48,6 +48,7 @@ class ResponseRow:
     error: dict[str, Any] | None
     incomplete_details: dict[str, Any] | None
     trace_id: str | None
+    watched_until: datetime | None  # a tail in another process wants NOTIFYs until then
     last_sequence: int
 
     @classmethod

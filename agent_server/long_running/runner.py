@@ -129,6 +129,10 @@ class Runner:
         if self._claiming == 0:
             self._claims_idle.set()
 
+    def runs_here(self, response_id: str) -> bool:
+        """Whether an attempt on ``response_id`` runs in this worker now."""
+        return response_id in self._running
+
     def free_slots(self) -> int:
         return self.settings.max_concurrent_tasks - len(self._running) - self._reserved
 

@@ -195,6 +195,7 @@ class LongRunningAgentServer(AgentServer):
         log = EventLog(store, self.settings.poll_interval_seconds)
         runner = Runner(store=store, log=log, settings=self.settings, worker_id=self.worker_id,
                         execute=self._execute_attempt)
+        log.runs_here = runner.runs_here
         db.subscribe(db.queries.events_channel, log.on_notify)
         db.subscribe(db.queries.control_channel, runner.on_control)
         db.on_listener_reconnect(log.wake_all)

@@ -231,6 +231,10 @@ class Store:
         )
         return [StoredEvent(r["sequence_number"], r["type"], r["data"]) for r in records]
 
+    async def watch_response(self, response_id: str, seconds: float) -> None:
+        """Ask the writers of an unfinished response to NOTIFY for ``seconds`` (a tail elsewhere waits)."""
+        await self._run(self.q.watch_response, {"response_id": response_id, "seconds": float(seconds)})
+
     async def delete_response(self, response_id: str, owner: str) -> bool:
         return bool(await self._all(self.q.delete_response, {"response_id": response_id, "owner": owner}))
 

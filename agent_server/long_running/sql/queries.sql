@@ -87,9 +87,11 @@ WHERE r.response_id = l.response_id AND r.attempt_number = l.attempt_number
 RETURNING r.response_id;
 
 -- name: append_events
--- Store a batch of one attempt's events if it still owns the response; notify tailers on commit (arrays sent binary: no per-element escaping).
+-- Store a batch of one attempt's events if it still owns the response; notify on commit if a tail elsewhere watches it (arrays sent binary: no per-element escaping).
 WITH lease AS (
-    SELECT 1 FROM {schema}.responses
+    -- FOR SHARE returns the newest row version, so a watch committed before this lock is seen;
+    -- a watch that waits for the lock is followed by the tail's own read, which sees this batch.
+    SELECT coalesce(watched_until > now(), false) AS watched FROM {schema}.responses
     WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
       AND status = 'in_progress'
     FOR SHARE
@@ -102,12 +104,13 @@ WITH lease AS (
     RETURNING sequence_number
 ), n AS (
     SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || m.last) FROM
-        (SELECT max(sequence_number) AS last FROM ins) AS m WHERE m.last IS NOT NULL
+        (SELECT max(sequence_number) AS last FROM ins) AS m
+    WHERE m.last IS NOT NULL AND (SELECT watched FROM lease)
 )
 SELECT EXISTS (SELECT 1 FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
 
 -- name: finish_attempt
--- The owning attempt ends the response: its last events, final status, output and terminal event, atomically.
+-- The owning attempt ends the response: its last events, final status, output and terminal event, atomically; notify if watched elsewhere.
 WITH done AS (
     UPDATE {schema}.responses
     SET status = %(status)s, output = %(output)s, error = %(error)s,
@@ -115,7 +118,7 @@ WITH done AS (
         heartbeat_at = NULL, updated_at = now()
     WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
       AND status = 'in_progress'
-    RETURNING response_id
+    RETURNING response_id, coalesce(watched_until > now(), false) AS watched
 ), ins AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
     SELECT done.response_id, u.seq, %(attempt_number)s, u.type, u.data
@@ -123,9 +126,15 @@ WITH done AS (
     RETURNING sequence_number
 ), n AS (
     SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || m.last) FROM
-        (SELECT max(sequence_number) AS last FROM ins) AS m WHERE m.last IS NOT NULL
+        (SELECT max(sequence_number) AS last FROM ins) AS m
+    WHERE m.last IS NOT NULL AND (SELECT watched FROM done)
 )
 SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM n) AS notified;
+
+-- name: watch_response
+-- A tail in a process that does not run this response asks its writers to NOTIFY until then; renewed while it waits.
+UPDATE {schema}.responses SET watched_until = now() + make_interval(secs => %(seconds)s)
+WHERE response_id = %(response_id)s AND status IN ('queued', 'in_progress');
 
 -- name: lock_response
 -- Lock one response row for a decision made outside its owner (cancel, time-out).
