@@ -9,7 +9,9 @@ asserted: a missed target does not change the exit code (a broken log does).
 
 Figures (``--only`` takes a comma-separated subset of these names):
 
-- ``accept``: 50 x ``POST /responses {background: true}``, time to the response id.
+- ``accept``: 50 x ``POST /responses {background: true}``, time to the response id:
+  back to back (the figure), then 10 ms apart; both also against the floor
+  server ``scripts/bench_floor.py`` (bare ASGI plus the same durable INSERT).
 - ``first_event``: 50 x ``POST /responses {background: true, stream: true}``,
   time to the ``response.created`` frame.
 - ``live``: tasks of 100 deltas 20 ms apart, tailed with
@@ -222,15 +224,17 @@ class Pg:
 
 
 class Server(ServerProcess):
-    """One server process (own process group) running ``scripts.bench_agent``."""
+    """One server process (own process group) running ``module`` (the engine with the
+    synthetic handler, or ``scripts.bench_floor``)."""
 
-    def __init__(self, ctx: "Context", name: str, workers: int = 1, **kwargs):
+    def __init__(self, ctx: "Context", name: str, workers: int = 1, module: str = "scripts.bench_agent",
+                 **kwargs):
         self.name = name
         self.schema = f"bench_{name}"
         self.workers = workers
         self.kwargs = {"database_url": ctx.pg_url, "db_schema": self.schema, **kwargs}
         super().__init__(
-            [sys.executable, "-m", "scripts.bench_agent", "--workers", str(workers)],
+            [sys.executable, "-m", module, "--workers", str(workers)],
             env={"BENCH_SERVER_KWARGS": json.dumps(self.kwargs),
                  "MLFLOW_TRACKING_URI": f"sqlite:///{ctx.tmp}/mlflow-{name}.db",
                  "BENCH_TRACING": "1" if ctx.tracing else "0",
@@ -311,20 +315,44 @@ def pinned_client(base_url: str, avoid: set[str] = frozenset(), want: set[str] |
 # ----- figures -------------------------------------------------------------------
 
 
-def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
-    n = 10 if ctx.quick else 50
+#: Pause between paced accepts: long enough for the previous run to finish and the machine to go idle.
+ACCEPT_PACE_SECONDS = 0.01
+
+
+def time_accepts(base_url: str, n: int, pause: float, warm_up: int = 20) -> dict[str, Any]:
+    """``n`` sequential ``POST /responses {background: true}`` on one keep-alive
+    connection, ``pause`` seconds apart; time until the JSON with the id is parsed.
+    The first ``warm_up`` are not counted (psycopg prepares a statement on its 6th use)."""
     times = []
-    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
-        for i in range(5 + n):  # 5 warm-up requests are not counted
+    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+        for i in range(warm_up + n):
             t0 = time.perf_counter()
             response = client.post("/responses", json=request_body(1, background=True))
             rid = response.json()["id"]
             elapsed = time.perf_counter() - t0
             assert rid.startswith("resp_"), response.text
-            if i >= 5:
+            if i >= warm_up:
                 times.append(elapsed)
-            time.sleep(0.01)
+            if pause:
+                time.sleep(pause)
     return summary_ms(times)
+
+
+def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
+    """Back to back (the figure), then paced; then both against the floor server
+    (``scripts/bench_floor.py``: bare ASGI plus the same durable INSERT)."""
+    n = 10 if ctx.quick else 50
+    figure = {"pattern": "back_to_back", **time_accepts(server.base_url, n, 0.0)}
+    time.sleep(0.5)  # let the last runs finish
+    figure["paced"] = {"pause_ms": ACCEPT_PACE_SECONDS * 1000, **time_accepts(server.base_url, n, ACCEPT_PACE_SECONDS)}
+    floor = Server(ctx, "floor", module="scripts.bench_floor")
+    try:
+        floor.wait_ready()
+        figure["floor"] = {"back_to_back": time_accepts(floor.base_url, n, 0.0),
+                           "paced": time_accepts(floor.base_url, n, ACCEPT_PACE_SECONDS)}
+    finally:
+        floor.stop()
+    return figure
 
 
 def bench_first_event(ctx: Context, server: Server) -> dict[str, Any]:
@@ -589,7 +617,11 @@ def table(figures: dict[str, dict]) -> str:
     def measured(name: str, f: dict) -> str:
         if "error" in f:
             return f"ERROR {f['error'][:60]}"
-        if name in ("accept", "first_event", "across_workers"):
+        if name == "accept":
+            floor, paced = f["floor"], f["paced"]
+            return (f"p50 {f['p50_ms']} ms (floor {floor['back_to_back']['p50_ms']}); "
+                    f"{paced['pause_ms']:g} ms apart {paced['p50_ms']} (floor {floor['paced']['p50_ms']})")
+        if name in ("first_event", "across_workers"):
             return f"p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms"
         if name == "live":
             return f"p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms"
