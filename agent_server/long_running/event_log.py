@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from .group_commit import GroupCommit
 from .models import Status, StoredEvent
 from .response_object import build_response, event_json, terminal_event
 from .store import Store
@@ -183,13 +184,16 @@ class AttemptWriter:
     ``append`` never waits for the database: it numbers the event and queues
     it. If no flush is running, one starts at once (an idle stream pays one
     commit per event, no added delay); events that arrive during a flush go
-    together in the next one (a busy stream batches itself).
+    together in the next one (a busy stream batches itself). The flush goes
+    through the worker's :class:`GroupCommit`, which puts the batches of
+    several attempts in one statement when they are ready together.
     """
 
     def __init__(
         self,
         *,
         store: Store,
+        commits: GroupCommit,
         log: EventLog,
         response_id: str,
         attempt_number: int,
@@ -200,6 +204,7 @@ class AttemptWriter:
         on_lease_lost: Callable[[BaseException], None],
     ):
         self.store = store
+        self.commits = commits
         self.log = log
         self.response_id = response_id
         self.attempt_number = attempt_number
@@ -244,7 +249,7 @@ class AttemptWriter:
             while self._pending and not self._finishing:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
-                owned = await self._with_retry(self.store.append_events, self.response_id, self.attempt_number, batch)
+                owned = await self._with_retry(self.commits.append, self.response_id, self.attempt_number, batch)
                 if not owned:
                     raise LeaseLost(f"attempt {self.attempt_number} of {self.response_id} lost its lease")
                 self.log.committed(self.response_id, batch[-1][0], batch)

@@ -20,6 +20,7 @@ from typing import Any
 from mlflow.genai.agent_server import set_request_headers
 
 from .event_log import AttemptWriter, DatabaseGaveUp, EventLog, LeaseLost
+from .group_commit import GroupCommit
 from .models import ResponseRow, Status
 from .recovery import resume_request
 from .response_object import build_response, error_body, event_json
@@ -87,6 +88,11 @@ class Runner:
     _claims_idle: asyncio.Event = field(default_factory=lambda: _set_event())
     _loops: list[asyncio.Task] = field(default_factory=list)
     _last_heartbeat_ok: float = field(default_factory=time.monotonic)
+    # The event batches of all attempts in this worker are committed together.
+    commits: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.commits = GroupCommit(self.store)
 
     # ----- lifecycle -------------------------------------------------------
 
@@ -107,6 +113,7 @@ class Runner:
             running.task.cancel()
         tasks = [r.task for r in self._running.values()] + self._loops
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.commits.close()
         if leases:
             try:
                 await self.store.release_leases(leases)
@@ -231,6 +238,7 @@ class Runner:
         rid = lease.response_id
         writer = AttemptWriter(
             store=self.store,
+            commits=self.commits,
             log=self.log,
             response_id=rid,
             attempt_number=lease.attempt_number,

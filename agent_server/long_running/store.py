@@ -127,6 +127,24 @@ class Store:
         )
         return bool(record["owned"])
 
+    async def append_event_batches(
+        self, batches: Sequence[tuple[str, int, Sequence[tuple[int, str, str]]]]
+    ) -> set[str]:
+        """Store several attempts' ``(response_id, attempt_number, rows)`` batches in one
+        statement; returns the response ids whose attempt still owned them (the others
+        stored nothing)."""
+        rows = [row for _, _, batch in batches for row in batch]
+        record = await self._one(
+            self.q.append_event_batches,
+            {
+                "response_ids": [rid for rid, _, batch in batches for _ in batch],
+                "attempt_numbers": [attempt for _, attempt, batch in batches for _ in batch],
+                **_event_columns(rows),
+                "events_channel": self.q.events_channel,
+            },
+        )
+        return set(record["owned"])
+
     async def finish_attempt(
         self,
         *,

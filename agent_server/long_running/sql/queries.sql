@@ -78,12 +78,19 @@ RETURNING r.*, (SELECT coalesce(max(e.sequence_number), -1)
                 FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence;
 
 -- name: heartbeat
--- Renew the leases this worker holds; returns the ones it still owns.
+-- Renew the leases this worker holds (rows locked in id order, like the group commit's); returns the ones it still owns.
+WITH l AS (
+    SELECT r.response_id FROM {schema}.responses AS r
+    JOIN unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS u(response_id, attempt_number)
+      ON r.response_id = u.response_id AND r.attempt_number = u.attempt_number
+    WHERE r.status = 'in_progress'
+    ORDER BY r.response_id
+    FOR NO KEY UPDATE OF r
+)
 UPDATE {schema}.responses AS r
 SET heartbeat_at = now()
-FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS l(response_id, attempt_number)
-WHERE r.response_id = l.response_id AND r.attempt_number = l.attempt_number
-  AND r.status = 'in_progress'
+FROM l
+WHERE r.response_id = l.response_id
 RETURNING r.response_id;
 
 -- name: append_events
@@ -108,6 +115,34 @@ WITH lease AS (
     WHERE m.last IS NOT NULL AND (SELECT watched FROM lease)
 )
 SELECT EXISTS (SELECT 1 FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
+
+-- name: append_event_batches
+-- Several attempts' batches in one statement (a worker's group commit): each stored only if its attempt still owns the response; notify the watched ones; returns the owned response ids.
+WITH batch AS (
+    SELECT * FROM unnest(%(response_ids)b::text[], %(attempt_numbers)b::int[], %(sequence_numbers)b::int[],
+                         %(types)b::text[], %(datas)b::text[])
+        AS b(response_id, attempt_number, seq, type, data)
+), lease AS (
+    -- Locked in id order, as the heartbeat locks them: no deadlock between the two.
+    SELECT r.response_id, coalesce(r.watched_until > now(), false) AS watched
+    FROM {schema}.responses AS r
+    WHERE (r.response_id, r.attempt_number) IN (SELECT DISTINCT response_id, attempt_number FROM batch)
+      AND r.status = 'in_progress'
+    ORDER BY r.response_id
+    FOR SHARE
+), ins AS (
+    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
+    SELECT b.response_id, b.seq, b.attempt_number, b.type, b.data
+    FROM batch AS b JOIN lease AS l ON l.response_id = b.response_id
+    ON CONFLICT (response_id, sequence_number) DO NOTHING
+    RETURNING response_id, sequence_number
+), n AS (
+    SELECT pg_notify(%(events_channel)s, i.response_id || ':' || max(i.sequence_number))
+    FROM ins AS i JOIN lease AS l ON l.response_id = i.response_id
+    WHERE l.watched
+    GROUP BY i.response_id
+)
+SELECT array(SELECT response_id FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
 
 -- name: finish_attempt
 -- The owning attempt ends the response: its last events, final status, output and terminal event, atomically; notify if watched elsewhere.
@@ -216,11 +251,18 @@ WHERE status IN ('completed', 'failed', 'cancelled', 'incomplete')
 
 -- name: release_leases
 -- On a clean shutdown: make our running leases stale now, so another worker resumes them at once.
+WITH l AS (
+    SELECT r.response_id FROM {schema}.responses AS r
+    JOIN unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS u(response_id, attempt_number)
+      ON r.response_id = u.response_id AND r.attempt_number = u.attempt_number
+    WHERE r.status = 'in_progress'
+    ORDER BY r.response_id
+    FOR NO KEY UPDATE OF r
+)
 UPDATE {schema}.responses AS r
 SET heartbeat_at = '-infinity'
-FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS l(response_id, attempt_number)
-WHERE r.response_id = l.response_id AND r.attempt_number = l.attempt_number
-  AND r.status = 'in_progress';
+FROM l
+WHERE r.response_id = l.response_id;
 
 -- name: notify_control
 -- Tell every worker something (a response was queued, or must stop).

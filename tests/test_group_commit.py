@@ -1,0 +1,135 @@
+"""Worker-wide group commit against the real embedded PostgreSQL: batches of
+different attempts share a statement, each keeps its own lease check, and a
+batch the database refuses fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import psycopg
+
+from agent_server.long_running.group_commit import GroupCommit
+from agent_server.long_running.models import Status
+from agent_server.long_running.store import Store
+from tests.test_storage import _insert, _open
+
+
+class _CountingStore(Store):
+    """The real store; counts the statements the group commit sends."""
+
+    def __init__(self, db):
+        super().__init__(db)
+        self.single = 0
+        self.grouped: list[int] = []  # batches per grouped statement
+
+    async def append_events(self, response_id, attempt_number, batch):
+        self.single += 1
+        return await super().append_events(response_id, attempt_number, batch)
+
+    async def append_event_batches(self, batches):
+        self.grouped.append(len(batches))
+        return await super().append_event_batches(batches)
+
+
+def _rid(n: int) -> str:
+    return f"resp_{n:032x}"
+
+
+def _rows(first: int, count: int, text: str = "x") -> list[tuple[int, str, str]]:
+    return [(seq, "response.output_text.delta", json.dumps({"delta": text, "sequence_number": seq}))
+            for seq in range(first, first + count)]
+
+
+def test_ready_batches_share_one_statement_and_keep_their_own_lease(pg_url, db_schema, sql):
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = _CountingStore(db)
+        for n in range(5):
+            await _insert(store, _rid(n), Status.IN_PROGRESS)
+        commits = GroupCommit(store, max_in_flight=1)
+        # Response 3 was claimed by another worker (attempt 2): attempt 1 must store nothing.
+        sql(f"UPDATE {db_schema}.responses SET attempt_number = 2 WHERE response_id = %s", (_rid(3),))
+        # The first batch goes at once, alone; the four that arrive while it is in flight go together.
+        results = await asyncio.gather(*(commits.append(_rid(n), 1, _rows(1, 3)) for n in range(5)))
+        # Re-sending a committed batch (an answer lost on the way back) stores nothing twice.
+        again = await asyncio.gather(*(commits.append(_rid(n), 1, _rows(1, 3)) for n in (0, 1)))
+        await db.close()
+        return results, again, store
+
+    results, again, store = asyncio.run(main())
+    assert results == [True, True, True, False, True]
+    assert again == [True, True]
+    # 5 batches: one alone, then four in one statement; the two re-sends each alone.
+    assert (store.single, store.grouped) == (3, [4])
+    stored = sql(f"SELECT response_id, array_agg(sequence_number ORDER BY sequence_number) FROM {db_schema}.events "
+                 "GROUP BY response_id ORDER BY response_id")
+    assert stored == [(_rid(n), [0] if n == 3 else [0, 1, 2, 3]) for n in range(5)]
+
+
+def test_a_batch_the_database_refuses_fails_alone(pg_url, db_schema, sql):
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = _CountingStore(db)
+        for n in range(4):
+            await _insert(store, _rid(n), Status.IN_PROGRESS)
+        commits = GroupCommit(store, max_in_flight=1)
+        first = asyncio.ensure_future(commits.append(_rid(0), 1, _rows(1, 1)))
+        # Postgres text cannot hold NUL: this batch is refused, and it rides with two good ones.
+        bad = [(1, "response.output_text.delta", "nul \x00 inside")]
+        rest = await asyncio.gather(commits.append(_rid(1), 1, _rows(1, 2)), commits.append(_rid(2), 1, bad),
+                                    commits.append(_rid(3), 1, _rows(1, 2)), return_exceptions=True)
+        await first
+        await db.close()
+        return rest, store
+
+    rest, store = asyncio.run(main())
+    assert rest[0] is True and rest[2] is True
+    assert isinstance(rest[1], psycopg.Error), rest[1]
+    assert store.grouped == [3]  # tried together once, then one by one
+    counts = dict(sql(f"SELECT response_id, count(*) FROM {db_schema}.events GROUP BY response_id"))
+    assert counts == {_rid(0): 2, _rid(1): 3, _rid(2): 1, _rid(3): 3}
+
+
+def test_many_slow_streams_share_statements(pg_url, db_schema, sql):
+    """200 attempts appending 5 batches each, concurrently: every event stored, in
+    order, in far fewer statements than batches."""
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = _CountingStore(db)
+        for n in range(200):
+            await _insert(store, _rid(n), Status.IN_PROGRESS)
+        commits = GroupCommit(store)
+
+        async def stream(n: int):
+            for i in range(5):
+                assert await commits.append(_rid(n), 1, _rows(1 + i, 1))
+
+        await asyncio.gather(*(stream(n) for n in range(200)))
+        await db.close()
+        return store
+
+    store = asyncio.run(main())
+    statements = store.single + len(store.grouped)
+    assert statements < 1000 / 5, statements
+    stored = sql(f"SELECT count(*), count(DISTINCT response_id) FROM {db_schema}.events WHERE sequence_number > 0")
+    assert stored == [(1000, 200)]
+
+
+def test_a_grouped_statement_notifies_only_the_watched_responses(pg_url, db_schema):
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = Store(db)
+        for n in range(3):
+            await _insert(store, _rid(n), Status.IN_PROGRESS)
+        await store.watch_response(_rid(1), 60)
+        owned = await store.append_event_batches([(_rid(n), 1, _rows(1, 4)) for n in range(3)])
+        await db.close()
+        return owned
+
+    with psycopg.connect(pg_url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{db_schema}_events"')
+        owned = asyncio.run(main())
+        payloads = [n.payload for n in listener.notifies(timeout=0.5)]
+    assert owned == {_rid(0), _rid(1), _rid(2)}
+    assert payloads == [f"{_rid(1)}:4"]
