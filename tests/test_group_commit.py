@@ -41,13 +41,19 @@ def _rows(first: int, count: int, text: str = "x") -> list[tuple[int, str, str]]
             for seq in range(first, first + count)]
 
 
+async def _one_statement_at_a_time(pg_url: str, schema: str, responses: int):
+    """A counting store with ``responses`` running responses, and a group commit that
+    sends one statement at a time (so what arrives meanwhile is grouped deterministically)."""
+    db = await _open(pg_url, schema)
+    store = _CountingStore(db)
+    for n in range(responses):
+        await _insert(store, _rid(n), Status.IN_PROGRESS)
+    return db, store, GroupCommit(store, max_in_flight=1)
+
+
 def test_ready_batches_share_one_statement_and_keep_their_own_lease(pg_url, db_schema, sql):
     async def main():
-        db = await _open(pg_url, db_schema)
-        store = _CountingStore(db)
-        for n in range(5):
-            await _insert(store, _rid(n), Status.IN_PROGRESS)
-        commits = GroupCommit(store, max_in_flight=1)
+        db, store, commits = await _one_statement_at_a_time(pg_url, db_schema, 5)
         # Response 3 was claimed by another worker (attempt 2): attempt 1 must store nothing.
         sql(f"UPDATE {db_schema}.responses SET attempt_number = 2 WHERE response_id = %s", (_rid(3),))
         # The first batch goes at once, alone; the four that arrive while it is in flight go together.
@@ -69,11 +75,7 @@ def test_ready_batches_share_one_statement_and_keep_their_own_lease(pg_url, db_s
 
 def test_a_batch_the_database_refuses_fails_alone(pg_url, db_schema, sql):
     async def main():
-        db = await _open(pg_url, db_schema)
-        store = _CountingStore(db)
-        for n in range(4):
-            await _insert(store, _rid(n), Status.IN_PROGRESS)
-        commits = GroupCommit(store, max_in_flight=1)
+        db, store, commits = await _one_statement_at_a_time(pg_url, db_schema, 4)
         first = asyncio.ensure_future(commits.append(_rid(0), 1, _rows(1, 1)))
         # Postgres text cannot hold NUL: this batch is refused, and it rides with two good ones.
         bad = [(1, "response.output_text.delta", "nul \x00 inside")]

@@ -80,3 +80,32 @@ def test_finished_runs_query_the_queue_only_when_work_may_be_queued(pg_url, db_s
     claims_while_empty, waited = asyncio.run(main())
     assert claims_while_empty == 1
     assert waited < 5.0
+
+
+def test_a_clean_shutdown_hands_running_work_to_another_worker_at_once(pg_url, db_schema):
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = Store(db)
+
+        async def execute(lease, writer):
+            writer.append({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
+                           "content_index": 0, "delta": "working"})
+            await asyncio.sleep(3600)
+
+        settings = EngineSettings(db_schema=db_schema, poll_interval_seconds=30.0, stale_scan_interval_seconds=30.0)
+        runner = Runner(store=store, log=EventLog(store, 30.0), settings=settings, worker_id="a", execute=execute)
+        runner.start()
+        rids = [f"resp_{n:032x}" for n in range(3)]
+        for rid in rids:
+            await runner.submit(response_id=rid, owner="user:t", request={"input": []}, headers={},
+                                stored_headers={}, model="m")
+        await asyncio.sleep(0.3)  # running, first event stored
+        await runner.close()
+        # Heartbeats were seconds ago at most; only the release makes them claimable now.
+        claimed = await store.claim_stale("b", stale_seconds=10, timeout_seconds=3600, limit=10)
+        await db.close()
+        return rids, claimed
+
+    rids, claimed = asyncio.run(main())
+    assert sorted(row.response_id for row in claimed) == rids
+    assert {(row.worker_id, row.attempt_number, row.last_sequence) for row in claimed} == {("b", 2, 1)}

@@ -97,20 +97,21 @@ class Store:
             rows = [replace(row, last_sequence=last[row.response_id]) for row in rows]
         return rows
 
-    async def heartbeat(self, leases: Sequence[tuple[str, int]]) -> set[str]:
-        """Renew leases; returns the response ids whose lease is still ours."""
+    async def heartbeat(self, leases: Sequence[tuple[str, int]], *, release: bool = False) -> set[str]:
+        """Renew leases; returns the response ids whose lease is still ours.
+
+        With ``release``, mark them stale at once instead, so another worker resumes them now.
+        """
         records = await self._all(
             self.q.heartbeat,
-            {"response_ids": [rid for rid, _ in leases], "attempt_numbers": [a for _, a in leases]},
+            {"response_ids": [rid for rid, _ in leases], "attempt_numbers": [a for _, a in leases],
+             "release": release},
         )
         return {r["response_id"] for r in records}
 
     async def release_leases(self, leases: Sequence[tuple[str, int]]) -> None:
-        """Mark our running leases as stale at once, so another worker resumes them now."""
-        await self._run(
-            self.q.release_leases,
-            {"response_ids": [rid for rid, _ in leases], "attempt_numbers": [a for _, a in leases]},
-        )
+        """Mark our running leases as stale at once (clean shutdown)."""
+        await self.heartbeat(leases, release=True)
 
     async def append_events(
         self, response_id: str, attempt_number: int, batch: Sequence[tuple[int, str, str]]

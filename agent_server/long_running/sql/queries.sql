@@ -78,7 +78,7 @@ RETURNING r.*, (SELECT coalesce(max(e.sequence_number), -1)
                 FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence;
 
 -- name: heartbeat
--- Renew the leases this worker holds (rows locked in id order, like the group commit's); returns the ones it still owns.
+-- Renew the leases this worker holds, or on a clean shutdown (release) make them stale at once so another worker resumes them now; rows locked in id order, like the group commit's; returns the ones it still owns.
 WITH l AS (
     SELECT r.response_id FROM {schema}.responses AS r
     JOIN unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS u(response_id, attempt_number)
@@ -88,7 +88,7 @@ WITH l AS (
     FOR NO KEY UPDATE OF r
 )
 UPDATE {schema}.responses AS r
-SET heartbeat_at = now()
+SET heartbeat_at = CASE WHEN %(release)s THEN '-infinity'::timestamptz ELSE now() END
 FROM l
 WHERE r.response_id = l.response_id
 RETURNING r.response_id;
@@ -248,21 +248,6 @@ ORDER BY started_at LIMIT 100;
 DELETE FROM {schema}.responses
 WHERE status IN ('completed', 'failed', 'cancelled', 'incomplete')
   AND updated_at < now() - make_interval(secs => %(retention_seconds)s);
-
--- name: release_leases
--- On a clean shutdown: make our running leases stale now, so another worker resumes them at once.
-WITH l AS (
-    SELECT r.response_id FROM {schema}.responses AS r
-    JOIN unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS u(response_id, attempt_number)
-      ON r.response_id = u.response_id AND r.attempt_number = u.attempt_number
-    WHERE r.status = 'in_progress'
-    ORDER BY r.response_id
-    FOR NO KEY UPDATE OF r
-)
-UPDATE {schema}.responses AS r
-SET heartbeat_at = '-infinity'
-FROM l
-WHERE r.response_id = l.response_id;
 
 -- name: notify_control
 -- Tell every worker something (a response was queued, or must stop).
