@@ -61,6 +61,24 @@ def test_a_batch_is_stored_only_while_the_attempt_owns_the_response(pg_url, db_s
     assert sql(f"SELECT sequence_number FROM {db_schema}.events ORDER BY 1") == [(0,), (1,), (2,)]
 
 
+def test_rows_read_fine_after_a_newer_version_adds_a_column(pg_url, db_schema, sql):
+    """A rolling deploy: a newer worker migrated the table; this version still reads its rows."""
+    async def main():
+        db = await _open(pg_url, db_schema)
+        store = Store(db)
+        rid = "resp_" + "c" * 32
+        await _insert(store, rid)
+        sql(f"ALTER TABLE {db_schema}.responses ADD COLUMN added_by_a_later_version integer DEFAULT 7")
+        row = await store.get_response(rid, "")
+        claimed = await store.claim_stale("w2", stale_seconds=0, timeout_seconds=3600, limit=5)
+        await db.close()
+        return row, claimed
+
+    row, claimed = asyncio.run(main())
+    assert row.response_id == "resp_" + "c" * 32 and row.status is Status.IN_PROGRESS
+    assert [(r.response_id, r.attempt_number) for r in claimed] == [("resp_" + "c" * 32, 2)]
+
+
 def test_retention_deletes_only_old_finished_responses(pg_url, db_schema, sql):
     async def main():
         db = await _open(pg_url, db_schema)

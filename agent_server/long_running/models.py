@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -53,7 +53,10 @@ class ResponseRow:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "ResponseRow":
-        return cls(**{**record, "status": Status(record["status"])})
+        # Columns this version does not know are ignored: during a rolling deploy a newer
+        # worker may already have migrated the table (rows are read with ``r.*``).
+        known = {k: v for k, v in record.items() if k in _ROW_FIELDS}
+        return cls(**{**known, "status": Status(record["status"])})
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,6 @@ class StoredEvent:
     @property
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_EVENT_TYPES
+
+
+_ROW_FIELDS = frozenset(f.name for f in fields(ResponseRow))
