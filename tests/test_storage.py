@@ -5,6 +5,7 @@ processes, and the embedded server shared by several workers."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import json
 import time
 
@@ -154,6 +155,32 @@ def test_writers_notify_only_while_a_tail_elsewhere_watches(start_server, db_sch
         payloads = notified()
         assert payloads and all(p.startswith(f"{rid}:") for p in payloads)
         assert payloads[-1] == f"{rid}:{frames[-2]['sequence_number']}"
+
+
+def test_tails_attaching_mid_stream_from_another_worker_miss_no_wake_up(start_server, db_schema):
+    """The watch race: tails in another process attach at scattered moments while the
+    owner commits every 10 ms. With a 30 s safety-net poll, a lost wake-up would stall
+    a tail for 30 s; every tail must instead follow its stream to the end promptly."""
+    slow_poll = {"poll_interval_seconds": 30.0}
+    runner = start_server(db_schema, **slow_poll)
+    watcher = start_server(db_schema, **slow_poll)
+    body = {"input": "x", "background": True, "custom_inputs": {"deltas": 60, "pause": 0.01}}
+
+    def tail(rid: str, delay: float) -> tuple[list, float]:
+        time.sleep(delay)
+        with httpx.Client(base_url=watcher.base_url, timeout=60) as other:
+            started = time.monotonic()
+            frames = stream_frames(other, "GET", f"/responses/{rid}", params={"stream": "true"})
+            return frames, time.monotonic() - started
+
+    with httpx.Client(base_url=runner.base_url, timeout=60) as client:
+        rids = [client.post("/responses", json=body).json()["id"] for _ in range(12)]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(tail, rids, [0.05 * i for i in range(12)]))
+    for frames, elapsed in results:
+        assert frames[-1] == "[DONE]" and frames[-2]["type"] == "response.completed"
+        assert [f["sequence_number"] for f in frames[:-1]] == list(range(63))
+        assert elapsed < 10, f"a tail waited {elapsed:.1f}s: a wake-up was lost"
 
 
 @pytest.mark.slow
