@@ -133,5 +133,23 @@ def test_a_grouped_statement_notifies_only_the_watched_responses(pg_url, db_sche
         listener.execute(f'LISTEN "{db_schema}_events"')
         owned = asyncio.run(main())
         payloads = [n.payload for n in listener.notifies(timeout=0.5)]
-    assert owned == {_rid(0), _rid(1), _rid(2)}
+    assert owned == {(_rid(0), 1), (_rid(1), 1), (_rid(2), 1)}
     assert payloads == [f"{_rid(1)}:4"]
+
+
+def test_a_stale_attempt_stores_nothing_even_beside_the_owner_in_one_statement(pg_url, db_schema, sql):
+    async def main():
+        db, store, commits = await _one_statement_at_a_time(pg_url, db_schema, 2)
+        sql(f"UPDATE {db_schema}.responses SET attempt_number = 2 WHERE response_id = %s", (_rid(1),))
+        first = asyncio.ensure_future(commits.append(_rid(0), 1, _rows(1, 1)))
+        # Attempt 1 (lost its lease) and attempt 2 (the owner) of the same response, grouped.
+        stale, owner = await asyncio.gather(commits.append(_rid(1), 1, _rows(1, 2)),
+                                            commits.append(_rid(1), 2, _rows(3, 2)))
+        await first
+        await db.close()
+        return stale, owner, store
+
+    stale, owner, store = asyncio.run(main())
+    assert (stale, owner, store.grouped) == (False, True, [2])
+    assert sql(f"SELECT sequence_number, attempt_number FROM {db_schema}.events WHERE response_id = %s "
+               "ORDER BY 1", (_rid(1),)) == [(0, 1), (3, 2), (4, 2)]

@@ -96,7 +96,7 @@ class GroupCommit:
                 await asyncio.gather(*(self._commit_alone(b) for b in batches))
                 return
             for batch in batches:
-                _settle(batch, result=batch.response_id in owned)
+                _settle(batch, result=(batch.response_id, batch.attempt_number) in owned)
         except asyncio.CancelledError:
             for batch in batches:
                 batch.stored.cancel()

@@ -130,12 +130,12 @@ class Store:
 
     async def append_event_batches(
         self, batches: Sequence[tuple[str, int, Sequence[tuple[int, str, str]]]]
-    ) -> set[str]:
+    ) -> set[tuple[str, int]]:
         """Store several attempts' ``(response_id, attempt_number, rows)`` batches in one
-        statement; returns the response ids whose attempt still owned them (the others
-        stored nothing)."""
+        statement; returns the ``(response_id, attempt_number)`` that still owned their
+        response (the others stored nothing)."""
         rows = [row for _, _, batch in batches for row in batch]
-        record = await self._one(
+        records = await self._all(
             self.q.append_event_batches,
             {
                 "response_ids": [rid for rid, _, batch in batches for _ in batch],
@@ -144,7 +144,7 @@ class Store:
                 "events_channel": self.q.events_channel,
             },
         )
-        return set(record["owned"])
+        return {(r["response_id"], r["attempt_number"]) for r in records}
 
     async def finish_attempt(
         self,

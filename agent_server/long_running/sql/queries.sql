@@ -117,14 +117,14 @@ WITH lease AS (
 SELECT EXISTS (SELECT 1 FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
 
 -- name: append_event_batches
--- Several attempts' batches in one statement (a worker's group commit): each stored only if its attempt still owns the response; notify the watched ones; returns the owned response ids.
+-- Several attempts' batches in one statement (a worker's group commit): each stored only if its attempt still owns the response; notify the watched ones; returns the owners.
 WITH batch AS (
     SELECT * FROM unnest(%(response_ids)b::text[], %(attempt_numbers)b::int[], %(sequence_numbers)b::int[],
                          %(types)b::text[], %(datas)b::text[])
         AS b(response_id, attempt_number, seq, type, data)
 ), lease AS (
     -- Locked in id order, as the heartbeat locks them: no deadlock between the two.
-    SELECT r.response_id, coalesce(r.watched_until > now(), false) AS watched
+    SELECT r.response_id, r.attempt_number, coalesce(r.watched_until > now(), false) AS watched
     FROM {schema}.responses AS r
     WHERE (r.response_id, r.attempt_number) IN (SELECT DISTINCT response_id, attempt_number FROM batch)
       AND r.status = 'in_progress'
@@ -133,7 +133,7 @@ WITH batch AS (
 ), ins AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
     SELECT b.response_id, b.seq, b.attempt_number, b.type, b.data
-    FROM batch AS b JOIN lease AS l ON l.response_id = b.response_id
+    FROM batch AS b JOIN lease AS l ON l.response_id = b.response_id AND l.attempt_number = b.attempt_number
     ON CONFLICT (response_id, sequence_number) DO NOTHING
     RETURNING response_id, sequence_number
 ), n AS (
@@ -142,7 +142,8 @@ WITH batch AS (
     WHERE l.watched
     GROUP BY i.response_id
 )
-SELECT array(SELECT response_id FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
+-- One row per owner (n, referenced here, runs whenever there is anything to notify).
+SELECT l.response_id, l.attempt_number, (SELECT count(*) FROM n) AS notified FROM lease AS l;
 
 -- name: finish_attempt
 -- The owning attempt ends the response: its last events, final status, output and terminal event, atomically; notify if watched elsewhere.
