@@ -11,7 +11,7 @@ import psycopg
 
 from agent_server.long_running.group_commit import GroupCommit
 from agent_server.long_running.models import Status
-from agent_server.long_running.store import Store
+from agent_server.long_running.store import Finish, Store
 from tests.test_storage import _insert, _open
 
 
@@ -30,6 +30,14 @@ class _CountingStore(Store):
     async def append_event_batches(self, batches):
         self.grouped.append(len(batches))
         return await super().append_event_batches(batches)
+
+    async def finish_attempt(self, finish):
+        self.single += 1
+        return await super().finish_attempt(finish)
+
+    async def finish_attempts(self, finishes):
+        self.grouped.append(len(finishes))
+        return await super().finish_attempts(finishes)
 
 
 def _rid(n: int) -> str:
@@ -153,3 +161,43 @@ def test_a_stale_attempt_stores_nothing_even_beside_the_owner_in_one_statement(p
     assert (stale, owner, store.grouped) == (False, True, [2])
     assert sql(f"SELECT sequence_number, attempt_number FROM {db_schema}.events WHERE response_id = %s "
                "ORDER BY 1", (_rid(1),)) == [(0, 1), (3, 2), (4, 2)]
+
+
+def _finish(n: int, attempt: int, status: Status = Status.COMPLETED, error=None) -> Finish:
+    terminal = (4, status.terminal_event_type, json.dumps({"type": status.terminal_event_type, "sequence_number": 4}))
+    return Finish(response_id=_rid(n), attempt_number=attempt, status=status,
+                  output=[{"type": "message", "id": f"msg_{n}"}] if status is Status.COMPLETED else [],
+                  error=error, incomplete_details=None, trace_id=f"tr-{n}" if n % 2 else None,
+                  events=[*_rows(1, 3), terminal])
+
+
+def test_finishes_ready_together_share_one_statement(pg_url, db_schema, sql):
+    async def main():
+        db, store, commits = await _one_statement_at_a_time(pg_url, db_schema, 5)
+        sql(f"UPDATE {db_schema}.responses SET attempt_number = 2 WHERE response_id = %s", (_rid(3),))
+        await store.watch_response(_rid(4), 60)
+        failed = _finish(2, 1, Status.FAILED, {"code": "server_error", "message": "boom"})
+        results = await asyncio.gather(
+            commits.finish(_finish(0, 1)), commits.finish(_finish(1, 1)), commits.finish(failed),
+            commits.finish(_finish(3, 1)), commits.finish(_finish(4, 1)))
+        await db.close()
+        return results, store
+
+    with psycopg.connect(pg_url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{db_schema}_events"')
+        results, store = asyncio.run(main())
+        payloads = [n.payload for n in listener.notifies(timeout=0.5)]
+    assert results == [True, True, True, False, True]
+    assert (store.single, store.grouped) == (1, [4])  # one alone, then the four that waited
+    rows = sql(f"SELECT response_id, status, trace_id, error->>'code', output, heartbeat_at IS NULL "
+               f"FROM {db_schema}.responses ORDER BY 1")
+    assert rows == [
+        (_rid(0), "completed", None, None, [{"type": "message", "id": "msg_0"}], True),
+        (_rid(1), "completed", "tr-1", None, [{"type": "message", "id": "msg_1"}], True),
+        (_rid(2), "failed", None, "server_error", [], True),
+        (_rid(3), "in_progress", None, None, None, False),  # attempt 1 no longer owned it
+        (_rid(4), "completed", None, None, [{"type": "message", "id": "msg_4"}], True),
+    ]
+    counts = dict(sql(f"SELECT response_id, count(*) FROM {db_schema}.events GROUP BY response_id"))
+    assert counts == {_rid(0): 5, _rid(1): 5, _rid(2): 5, _rid(3): 1, _rid(4): 5}
+    assert payloads == [f"{_rid(4)}:4"]  # only the watched response, with its terminal event

@@ -23,7 +23,7 @@ from typing import Any
 from .group_commit import GroupCommit
 from .models import Status, StoredEvent
 from .response_object import build_response, event_json, terminal_event
-from .store import Store
+from .store import Finish, Store
 
 logger = logging.getLogger(__name__)
 
@@ -315,15 +315,17 @@ class AttemptWriter:
         data = event_json(terminal_event(response), seq, self.response_id)
         events, self._pending = [*self._pending, (seq, status.terminal_event_type, data)], []
         finished = await self._with_retry(
-            self.store.finish_attempt,
-            response_id=self.response_id,
-            attempt_number=self.attempt_number,
-            status=status,
-            output=self.output_items,
-            error=error,
-            incomplete_details=incomplete_details,
-            trace_id=trace_id,
-            events=events,
+            self.commits.finish,
+            Finish(
+                response_id=self.response_id,
+                attempt_number=self.attempt_number,
+                status=status,
+                output=self.output_items,
+                error=error,
+                incomplete_details=incomplete_details,
+                trace_id=trace_id,
+                events=events,
+            ),
         )
         if finished:
             self.next_sequence += 1

@@ -1,12 +1,13 @@
-"""Worker-wide group commit: the event batches of all attempts in one statement.
+"""Worker-wide group commit: the writes of all attempts, several per statement.
 
 Each attempt's writer keeps at most one batch in flight, so its events are
-stored in order. Batches of different attempts that are ready at the same
-time share one INSERT (and one commit). Up to ``max_in_flight`` statements
-run at once: an idle worker commits a batch the moment it arrives, and a
-busy one (say 1,000 slow streams) collects whatever arrived during the
-statements in flight into the next one, instead of paying a round trip and
-a commit per stream.
+stored in order, and finishes only after its last batch. Batches (and
+finishes) of different attempts that are ready at the same time share one
+statement and one commit. Up to ``max_in_flight`` statements of each kind
+run at once: an idle worker writes the moment something arrives, and a busy
+one (say 1,000 slow streams) collects whatever arrived during the statements
+in flight into the next one, instead of paying a round trip and a commit
+per stream.
 """
 
 from __future__ import annotations
@@ -14,65 +15,71 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from .store import Store
+from .store import Finish, Store
 
 logger = logging.getLogger(__name__)
 
-#: Statements in flight at once; the rest of the batches wait for the next one.
+#: Statements of one kind in flight at once; what arrives meanwhile waits for the next one.
 MAX_IN_FLIGHT = 2
-#: Events in one statement (batches are never split; one larger batch goes alone).
+#: Events in one statement (a batch is never split; one larger batch goes alone).
 MAX_ROWS = 2000
+
+Item = TypeVar("Item")
 
 
 @dataclass
-class _Batch:
-    response_id: str
-    attempt_number: int
-    rows: Sequence[tuple[int, str, str]]  # (sequence_number, type, data)
-    stored: asyncio.Future  # True if stored, False if the attempt lost its lease
+class _Pending(Generic[Item]):
+    item: Item
+    size: int
+    result: asyncio.Future
 
 
-class GroupCommit:
-    def __init__(self, store: Store, max_in_flight: int = MAX_IN_FLIGHT, max_rows: int = MAX_ROWS):
-        self.store = store
+class _Batcher(Generic[Item]):
+    """Runs ``many(items)`` for the items that are waiting (``one(item)`` when alone).
+
+    ``many`` returns one result per item. If it fails, each item is retried
+    on its own with ``one``, so an item the database refuses fails alone.
+    """
+
+    def __init__(self, name: str, one: Callable[[Item], Awaitable[Any]],
+                 many: Callable[[list[Item]], Awaitable[list[Any]]], max_in_flight: int, max_size: int):
+        self.name = name
+        self.one = one
+        self.many = many
         self.max_in_flight = max_in_flight
-        self.max_rows = max_rows
-        self._waiting: deque[_Batch] = deque()
+        self.max_size = max_size
+        self._waiting: deque[_Pending[Item]] = deque()
         self._statements: set[asyncio.Task] = set()
 
-    async def append(self, response_id: str, attempt_number: int, rows: Sequence[tuple[int, str, str]]) -> bool:
-        """Store one attempt's batch; False if the attempt no longer owns the response.
-
-        Raises what the database raised (the caller retries: batches are idempotent).
-        """
-        batch = _Batch(response_id, attempt_number, rows, asyncio.get_running_loop().create_future())
-        self._waiting.append(batch)
+    async def submit(self, item: Item, size: int = 1) -> Any:
+        pending = _Pending(item, size, asyncio.get_running_loop().create_future())
+        self._waiting.append(pending)
         self._start_statements()
-        return await batch.stored
+        return await pending.result
 
     async def close(self) -> None:
-        """Stop the statements in flight (on shutdown); their writers see themselves stopped."""
         for task in list(self._statements):
             task.cancel()
         await asyncio.gather(*self._statements, return_exceptions=True)
         while self._waiting:
-            self._waiting.popleft().stored.cancel()
+            self._waiting.popleft().result.cancel()
 
     def _start_statements(self) -> None:
         while self._waiting and len(self._statements) < self.max_in_flight:
-            batches, rows = [], 0
-            while self._waiting and (not batches or rows + len(self._waiting[0].rows) <= self.max_rows):
-                batch = self._waiting.popleft()
-                if batch.stored.done():  # its writer stopped waiting
+            group, size = [], 0
+            while self._waiting and (not group or size + self._waiting[0].size <= self.max_size):
+                pending = self._waiting.popleft()
+                if pending.result.done():  # its writer stopped waiting
                     continue
-                batches.append(batch)
-                rows += len(batch.rows)
-            if not batches:
+                group.append(pending)
+                size += pending.size
+            if not group:
                 return
-            task = asyncio.create_task(self._commit(batches), name="group-commit")
+            task = asyncio.create_task(self._run(group), name=f"group-commit-{self.name}")
             self._statements.add(task)
             task.add_done_callback(self._statement_done)
 
@@ -80,41 +87,73 @@ class GroupCommit:
         self._statements.discard(task)
         self._start_statements()
 
-    async def _commit(self, batches: list[_Batch]) -> None:
+    async def _run(self, group: list[_Pending[Item]]) -> None:
         try:
-            if len(batches) == 1:
-                await self._commit_alone(batches[0])
+            if len(group) == 1:
+                await self._run_alone(group[0])
                 return
             try:
-                owned = await self.store.append_event_batches(
-                    [(b.response_id, b.attempt_number, b.rows) for b in batches]
-                )
+                results = await self.many([p.item for p in group])
             except Exception as exc:
-                # One batch's data may be what the database refused: commit each on
-                # its own, so only that attempt sees the error.
-                logger.debug("Group commit of %d batches failed (%s); committing them one by one", len(batches), exc)
-                await asyncio.gather(*(self._commit_alone(b) for b in batches))
+                logger.debug("Group commit of %d %s failed (%s); retrying them one by one",
+                             len(group), self.name, exc)
+                await asyncio.gather(*(self._run_alone(p) for p in group))
                 return
-            for batch in batches:
-                _settle(batch, result=(batch.response_id, batch.attempt_number) in owned)
+            for pending, result in zip(group, results, strict=True):
+                _settle(pending, result=result)
         except asyncio.CancelledError:
-            for batch in batches:
-                batch.stored.cancel()
+            for pending in group:
+                pending.result.cancel()
             raise
 
-    async def _commit_alone(self, batch: _Batch) -> None:
+    async def _run_alone(self, pending: _Pending[Item]) -> None:
         try:
-            owned = await self.store.append_events(batch.response_id, batch.attempt_number, batch.rows)
+            result = await self.one(pending.item)
         except Exception as exc:
-            _settle(batch, error=exc)
+            _settle(pending, error=exc)
         else:
-            _settle(batch, result=owned)
+            _settle(pending, result=result)
 
 
-def _settle(batch: _Batch, *, result: bool | None = None, error: BaseException | None = None) -> None:
-    if batch.stored.done():  # the writer stopped waiting; its attempt is over
+def _settle(pending: _Pending, *, result: Any = None, error: BaseException | None = None) -> None:
+    if pending.result.done():  # the writer stopped waiting; its attempt is over
         return
     if error is not None:
-        batch.stored.set_exception(error)
+        pending.result.set_exception(error)
     else:
-        batch.stored.set_result(result)
+        pending.result.set_result(result)
+
+
+class GroupCommit:
+    """One worker's event batches and finishes, grouped into shared statements."""
+
+    def __init__(self, store: Store, max_in_flight: int = MAX_IN_FLIGHT, max_rows: int = MAX_ROWS):
+        self.store = store
+        self._appends: _Batcher[tuple[str, int, Sequence[tuple[int, str, str]]]] = _Batcher(
+            "batches", lambda b: store.append_events(*b), self._append_many, max_in_flight, max_rows)
+        self._finishes: _Batcher[Finish] = _Batcher(
+            "finishes", store.finish_attempt, self._finish_many, max_in_flight, max_rows)
+
+    async def append(self, response_id: str, attempt_number: int, rows: Sequence[tuple[int, str, str]]) -> bool:
+        """Store one attempt's batch; False if the attempt no longer owns the response.
+
+        Raises what the database raised (the caller retries: batches are idempotent).
+        """
+        return await self._appends.submit((response_id, attempt_number, rows), len(rows))
+
+    async def finish(self, finish: Finish) -> bool:
+        """The attempt's final write (its last events, status, terminal event); False if it
+        no longer owned the response. Raises what the database raised."""
+        return await self._finishes.submit(finish, len(finish.events))
+
+    async def close(self) -> None:
+        """Stop the statements in flight (on shutdown); their writers see themselves stopped."""
+        await asyncio.gather(self._appends.close(), self._finishes.close())
+
+    async def _append_many(self, batches: list[tuple[str, int, Sequence[tuple[int, str, str]]]]) -> list[bool]:
+        owners = await self.store.append_event_batches(batches)
+        return [(rid, attempt) in owners for rid, attempt, _ in batches]
+
+    async def _finish_many(self, finishes: list[Finish]) -> list[bool]:
+        owners = await self.store.finish_attempts(finishes)
+        return [(f.response_id, f.attempt_number) in owners for f in finishes]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -16,6 +16,20 @@ from psycopg.types.json import Jsonb
 from .database import Database
 from .models import ResponseRow, Status, StoredEvent
 from .response_object import event_json, response_from_row, terminal_event
+
+
+@dataclass(frozen=True)
+class Finish:
+    """An owning attempt's final write."""
+
+    response_id: str
+    attempt_number: int
+    status: Status
+    output: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    incomplete_details: dict[str, Any] | None
+    trace_id: str | None
+    events: Sequence[tuple[int, str, str]]  # unflushed (sequence_number, type, data), the terminal one last
 
 
 class Store:
@@ -146,35 +160,44 @@ class Store:
         )
         return {(r["response_id"], r["attempt_number"]) for r in records}
 
-    async def finish_attempt(
-        self,
-        *,
-        response_id: str,
-        attempt_number: int,
-        status: Status,
-        output: list[dict[str, Any]],
-        error: dict[str, Any] | None,
-        incomplete_details: dict[str, Any] | None,
-        trace_id: str | None,
-        events: Sequence[tuple[int, str, str]],
-    ) -> bool:
+    async def finish_attempt(self, finish: Finish) -> bool:
         """The owner's final write: its unflushed ``(sequence_number, type, data)``
         events ending with the terminal one. False if it no longer owned the response."""
         record = await self._one(
             self.q.finish_attempt,
             {
-                "response_id": response_id,
-                "attempt_number": attempt_number,
-                "status": status.value,
-                "output": Jsonb(output),
-                "error": Jsonb(error) if error is not None else None,
-                "incomplete_details": Jsonb(incomplete_details) if incomplete_details is not None else None,
-                "trace_id": trace_id,
-                **_event_columns(events),
+                "response_id": finish.response_id,
+                "attempt_number": finish.attempt_number,
+                "status": finish.status.value,
+                "output": Jsonb(finish.output),
+                "error": _jsonb_or_none(finish.error),
+                "incomplete_details": _jsonb_or_none(finish.incomplete_details),
+                "trace_id": finish.trace_id,
+                **_event_columns(finish.events),
                 "events_channel": self.q.events_channel,
             },
         )
         return bool(record["finished"])
+
+    async def finish_attempts(self, finishes: Sequence[Finish]) -> set[tuple[str, int]]:
+        """Several owners' final writes in one statement; returns the ``(response_id,
+        attempt_number)`` that still owned their response (the others wrote nothing)."""
+        records = await self._all(
+            self.q.finish_attempts,
+            {
+                "response_ids": [f.response_id for f in finishes],
+                "attempt_numbers": [f.attempt_number for f in finishes],
+                "statuses": [f.status.value for f in finishes],
+                "outputs": [Jsonb(f.output) for f in finishes],
+                "errors": [_jsonb_or_none(f.error) for f in finishes],
+                "incomplete_details": [_jsonb_or_none(f.incomplete_details) for f in finishes],
+                "trace_ids": [f.trace_id for f in finishes],
+                "event_response_ids": [f.response_id for f in finishes for _ in f.events],
+                **_event_columns([row for f in finishes for row in f.events]),
+                "events_channel": self.q.events_channel,
+            },
+        )
+        return {(r["response_id"], r["attempt_number"]) for r in records}
 
     async def finalize(
         self,
@@ -216,7 +239,7 @@ class Store:
                     "response_id": response_id,
                     "status": status.value,
                     "output": Jsonb(output),
-                    "error": Jsonb(error) if error is not None else None,
+                    "error": _jsonb_or_none(error),
                     "sequence_number": sequence_number,
                     "attempt_number": row.attempt_number,
                     "type": status.terminal_event_type,
@@ -279,3 +302,7 @@ def _event_columns(rows: Sequence[tuple[int, str, str]]) -> dict[str, list]:
         "types": [typ for _, typ, _ in rows],
         "datas": [data for _, _, data in rows],
     }
+
+
+def _jsonb_or_none(value: Any) -> Jsonb | None:
+    return Jsonb(value) if value is not None else None

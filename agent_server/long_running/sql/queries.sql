@@ -167,6 +167,44 @@ WITH done AS (
 )
 SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM n) AS notified;
 
+-- name: finish_attempts
+-- Several owning attempts end their responses in one statement (a worker's group commit): each only if it still owns its response; rows locked in id order; returns the owners that finished.
+WITH f AS (
+    SELECT * FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[], %(statuses)s::text[],
+                         %(outputs)s::jsonb[], %(errors)s::jsonb[], %(incomplete_details)s::jsonb[],
+                         %(trace_ids)s::text[])
+        AS f(response_id, attempt_number, status, output, error, incomplete_details, trace_id)
+), locked AS (
+    SELECT r.response_id FROM {schema}.responses AS r
+    JOIN f ON f.response_id = r.response_id AND f.attempt_number = r.attempt_number
+    WHERE r.status = 'in_progress'
+    ORDER BY r.response_id
+    FOR NO KEY UPDATE OF r
+), done AS (
+    UPDATE {schema}.responses AS r
+    SET status = f.status, output = f.output, error = f.error,
+        incomplete_details = f.incomplete_details, trace_id = coalesce(f.trace_id, r.trace_id),
+        heartbeat_at = NULL, updated_at = now()
+    FROM f, locked
+    WHERE r.response_id = locked.response_id AND f.response_id = r.response_id
+      AND f.attempt_number = r.attempt_number AND r.status = 'in_progress'
+    RETURNING r.response_id, r.attempt_number, coalesce(r.watched_until > now(), false) AS watched
+), ins AS (
+    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
+    SELECT e.response_id, e.seq, d.attempt_number, e.type, e.data
+    FROM unnest(%(event_response_ids)b::text[], %(sequence_numbers)b::int[], %(types)b::text[], %(datas)b::text[])
+        AS e(response_id, seq, type, data)
+    JOIN done AS d ON d.response_id = e.response_id
+    RETURNING response_id, sequence_number
+), n AS (
+    SELECT pg_notify(%(events_channel)s, i.response_id || ':' || max(i.sequence_number))
+    FROM ins AS i JOIN done AS d ON d.response_id = i.response_id
+    WHERE d.watched
+    GROUP BY i.response_id
+)
+-- One row per attempt that finished (n, referenced here, runs whenever there is anything to notify).
+SELECT d.response_id, d.attempt_number, (SELECT count(*) FROM n) AS notified FROM done AS d;
+
 -- name: watch_response
 -- A tail in a process that does not run this response asks its writers to NOTIFY until then; renewed while it waits.
 UPDATE {schema}.responses SET watched_until = now() + make_interval(secs => %(seconds)s)
