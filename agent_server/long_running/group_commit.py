@@ -79,7 +79,7 @@ class _Batcher(Generic[Item]):
                 size += pending.size
             if not group:
                 return
-            task = asyncio.create_task(self._run(group), name=f"group-commit-{self.name}")
+            task = asyncio.create_task(self._write_group(group), name=f"group-commit-{self.name}")
             self._statements.add(task)
             task.add_done_callback(self._statement_done)
 
@@ -87,17 +87,17 @@ class _Batcher(Generic[Item]):
         self._statements.discard(task)
         self._start_statements()
 
-    async def _run(self, group: list[_Pending[Item]]) -> None:
+    async def _write_group(self, group: list[_Pending[Item]]) -> None:
         try:
             if len(group) == 1:
-                await self._run_alone(group[0])
+                await self._write_alone(group[0])
                 return
             try:
                 results = await self.many([p.item for p in group])
             except Exception as exc:
                 logger.debug("Group commit of %d %s failed (%s); retrying them one by one",
                              len(group), self.name, exc)
-                await asyncio.gather(*(self._run_alone(p) for p in group))
+                await asyncio.gather(*(self._write_alone(p) for p in group))
                 return
             for pending, result in zip(group, results, strict=True):
                 _settle(pending, result=result)
@@ -106,7 +106,7 @@ class _Batcher(Generic[Item]):
                 pending.result.cancel()
             raise
 
-    async def _run_alone(self, pending: _Pending[Item]) -> None:
+    async def _write_alone(self, pending: _Pending[Item]) -> None:
         try:
             result = await self.one(pending.item)
         except Exception as exc:
