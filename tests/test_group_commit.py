@@ -201,3 +201,18 @@ def test_finishes_ready_together_share_one_statement(pg_url, db_schema, sql):
     counts = dict(sql(f"SELECT response_id, count(*) FROM {db_schema}.events GROUP BY response_id"))
     assert counts == {_rid(0): 5, _rid(1): 5, _rid(2): 5, _rid(3): 1, _rid(4): 5}
     assert payloads == [f"{_rid(4)}:4"]  # only the watched response, with its terminal event
+
+
+def test_close_stops_what_is_in_flight_and_starts_nothing_new(pg_url, db_schema):
+    async def main():
+        db, store, commits = await _one_statement_at_a_time(pg_url, db_schema, 3)
+        waiting = [asyncio.ensure_future(commits.append(_rid(n), 1, _rows(1, 1))) for n in range(3)]
+        await asyncio.sleep(0)  # the first statement has started; two batches wait for it
+        await commits.close()
+        outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+        await db.close()
+        return outcomes, store
+
+    outcomes, store = asyncio.run(main())
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
+    assert (store.single, store.grouped) == (1, [])

@@ -54,6 +54,7 @@ class _Batcher(Generic[Item]):
         self.max_size = max_size
         self._waiting: deque[_Pending[Item]] = deque()
         self._statements: set[asyncio.Task] = set()
+        self._closed = False
 
     async def submit(self, item: Item, size: int = 1) -> Any:
         pending = _Pending(item, size, asyncio.get_running_loop().create_future())
@@ -62,6 +63,7 @@ class _Batcher(Generic[Item]):
         return await pending.result
 
     async def close(self) -> None:
+        self._closed = True  # nothing new starts while the ones in flight stop
         for task in list(self._statements):
             task.cancel()
         await asyncio.gather(*self._statements, return_exceptions=True)
@@ -69,7 +71,7 @@ class _Batcher(Generic[Item]):
             self._waiting.popleft().result.cancel()
 
     def _start_statements(self) -> None:
-        while self._waiting and len(self._statements) < self.max_in_flight:
+        while self._waiting and len(self._statements) < self.max_in_flight and not self._closed:
             group, size = [], 0
             while self._waiting and (not group or size + self._waiting[0].size <= self.max_size):
                 pending = self._waiting.popleft()
