@@ -5,9 +5,11 @@ processes, and the embedded server shared by several workers."""
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import json
+import os
+import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
@@ -203,3 +205,22 @@ def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path):
             assert client.get(f"/responses/{rid}").json()["status"] == "completed"
         server.stop()  # graceful again, so no PostgreSQL outlives the test
     assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_single_worker_server_also_stops_its_embedded_postgres(tmp_path):
+    """`kill <pid>` (SIGTERM, what process managers send) to `start-server` with one worker:
+    uvicorn re-raises the signal after its shutdown, which used to end the process before
+    run() could stop the embedded PostgreSQL it started, leaving it running."""
+    env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pgdata"), "DATABASE_URL": "",
+           "SYNTHETIC_SERVER_KWARGS": json.dumps({"db_schema": "embedded_test"}),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    server = ServerProcess(python_argv("-m", "tests.serve_synthetic"), env=env, log_path=tmp_path / "server.log")
+    try:
+        server.launch().wait_until_healthy(timeout=90, database=True)
+        assert (tmp_path / "pgdata" / "postmaster.pid").exists()
+        os.kill(server.pid, signal.SIGTERM)  # the server process only, not its process group
+        server.proc.wait(timeout=60)
+    finally:
+        server.kill()
+    assert not (tmp_path / "pgdata" / "postmaster.pid").exists(), server.log_tail()

@@ -16,7 +16,9 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
@@ -453,6 +455,11 @@ class LongRunningAgentServer(AgentServer):
             # app (MLflow, agent SDKs: several seconds on a busy machine); uvicorn's
             # 5s default would kill and respawn it forever.
             options["timeout_worker_healthcheck"] = 120
+        if embedded is not None and threading.current_thread() is threading.main_thread():
+            # uvicorn re-raises a SIGTERM it handled once it has shut down; with the
+            # default action that ends the process here, before the embedded
+            # PostgreSQL is stopped. As an exception it unwinds through `finally`.
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             uvicorn.run(app_import_string, host=host, port=args.port, workers=args.workers, reload=args.reload,
                         **options)
@@ -462,6 +469,10 @@ class LongRunningAgentServer(AgentServer):
 
 
 _INT_OR_NONE = (int, type(None))
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # the exit status the default action would give
 
 
 def _plain_text_delta(event: Any) -> bool:
