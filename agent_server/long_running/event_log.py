@@ -74,13 +74,13 @@ class _Tailer:
 class EventLog:
     """Reading and tailing a response's events; wakes tailers after commits."""
 
-    def __init__(self, store: Store, poll_interval_seconds: float,
-                 runs_here: Callable[[str], bool] = lambda _response_id: False):
+    def __init__(self, store: Store, poll_interval_seconds: float):
         self.store = store
         self.poll_interval_seconds = poll_interval_seconds
         # Whether this process runs a response: its writer wakes our tailers
-        # directly, so they need no NOTIFY (and no watch).
-        self.runs_here = runs_here
+        # directly, so they need no NOTIFY (and no watch). The runner, built after
+        # this log, sets it; until then every tail watches.
+        self.runs_here: Callable[[str], bool] = lambda _response_id: False
         self._tailers: dict[str, set[_Tailer]] = {}
 
     def committed(
@@ -192,7 +192,6 @@ class AttemptWriter:
     def __init__(
         self,
         *,
-        store: Store,
         commits: GroupCommit,
         log: EventLog,
         response_id: str,
@@ -203,7 +202,6 @@ class AttemptWriter:
         retry_seconds: float,
         on_lease_lost: Callable[[BaseException], None],
     ):
-        self.store = store
         self.commits = commits
         self.log = log
         self.response_id = response_id

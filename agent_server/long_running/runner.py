@@ -237,7 +237,6 @@ class Runner:
     async def _run_attempt(self, lease: RunLease) -> None:
         rid = lease.response_id
         writer = AttemptWriter(
-            store=self.store,
             commits=self.commits,
             log=self.log,
             response_id=rid,
