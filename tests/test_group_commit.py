@@ -20,24 +20,15 @@ class _CountingStore(Store):
 
     def __init__(self, db):
         super().__init__(db)
-        self.single = 0
-        self.grouped: list[int] = []  # batches per grouped statement
+        self.statements: list[int] = []  # batches (or finishes) per statement, in order
 
-    async def append_events(self, response_id, attempt_number, batch):
-        self.single += 1
-        return await super().append_events(response_id, attempt_number, batch)
+    async def append_events(self, batches):
+        self.statements.append(len(batches))
+        return await super().append_events(batches)
 
-    async def append_event_batches(self, batches):
-        self.grouped.append(len(batches))
-        return await super().append_event_batches(batches)
-
-    async def finish_attempt(self, finish):
-        self.single += 1
-        return await super().finish_attempt(finish)
-
-    async def finish_attempts(self, finishes):
-        self.grouped.append(len(finishes))
-        return await super().finish_attempts(finishes)
+    async def finish_responses(self, finishes, conn=None):
+        self.statements.append(len(finishes))
+        return await super().finish_responses(finishes, conn)
 
 
 def _rid(n: int) -> str:
@@ -75,7 +66,7 @@ def test_ready_batches_share_one_statement_and_keep_their_own_lease(pg_url, db_s
     assert results == [True, True, True, False, True]
     assert again == [True, True]
     # 5 batches: one alone, then four in one statement; the two re-sends each alone.
-    assert (store.single, store.grouped) == (3, [4])
+    assert store.statements == [1, 4, 1, 1]
     stored = sql(f"SELECT response_id, array_agg(sequence_number ORDER BY sequence_number) FROM {db_schema}.events "
                  "GROUP BY response_id ORDER BY response_id")
     assert stored == [(_rid(n), [0] if n == 3 else [0, 1, 2, 3]) for n in range(5)]
@@ -96,7 +87,7 @@ def test_a_batch_the_database_refuses_fails_alone(pg_url, db_schema, sql):
     rest, store = asyncio.run(main())
     assert rest[0] is True and rest[2] is True
     assert isinstance(rest[1], psycopg.Error), rest[1]
-    assert store.grouped == [3]  # tried together once, then one by one
+    assert store.statements == [1, 3, 1, 1, 1]  # the three tried together once, then one by one
     counts = dict(sql(f"SELECT response_id, count(*) FROM {db_schema}.events GROUP BY response_id"))
     assert counts == {_rid(0): 2, _rid(1): 3, _rid(2): 1, _rid(3): 3}
 
@@ -120,8 +111,7 @@ def test_many_slow_streams_share_statements(pg_url, db_schema, sql):
         return store
 
     store = asyncio.run(main())
-    statements = store.single + len(store.grouped)
-    assert statements < 1000 / 5, statements
+    assert len(store.statements) < 1000 / 5, store.statements
     stored = sql(f"SELECT count(*), count(DISTINCT response_id) FROM {db_schema}.events WHERE sequence_number > 0")
     assert stored == [(1000, 200)]
 
@@ -133,7 +123,7 @@ def test_a_grouped_statement_notifies_only_the_watched_responses(pg_url, db_sche
         for n in range(3):
             await _insert(store, _rid(n), Status.IN_PROGRESS)
         await store.watch_response(_rid(1), 60)
-        owned = await store.append_event_batches([(_rid(n), 1, _rows(1, 4)) for n in range(3)])
+        owned = await store.append_events([(_rid(n), 1, _rows(1, 4)) for n in range(3)])
         await db.close()
         return owned
 
@@ -158,7 +148,7 @@ def test_a_stale_attempt_stores_nothing_even_beside_the_owner_in_one_statement(p
         return stale, owner, store
 
     stale, owner, store = asyncio.run(main())
-    assert (stale, owner, store.grouped) == (False, True, [2])
+    assert (stale, owner, store.statements) == (False, True, [1, 2])
     assert sql(f"SELECT sequence_number, attempt_number FROM {db_schema}.events WHERE response_id = %s "
                "ORDER BY 1", (_rid(1),)) == [(0, 1), (3, 2), (4, 2)]
 
@@ -167,7 +157,7 @@ def _finish(n: int, attempt: int, status: Status = Status.COMPLETED, error=None)
     terminal = (4, status.terminal_event_type, json.dumps({"type": status.terminal_event_type, "sequence_number": 4}))
     return Finish(response_id=_rid(n), attempt_number=attempt, status=status,
                   output=[{"type": "message", "id": f"msg_{n}"}] if status is Status.COMPLETED else [],
-                  error=error, incomplete_details=None, trace_id=f"tr-{n}" if n % 2 else None,
+                  error=error, trace_id=f"tr-{n}" if n % 2 else None,
                   events=[*_rows(1, 3), terminal])
 
 
@@ -188,7 +178,7 @@ def test_finishes_ready_together_share_one_statement(pg_url, db_schema, sql):
         results, store = asyncio.run(main())
         payloads = [n.payload for n in listener.notifies(timeout=0.5)]
     assert results == [True, True, True, False, True]
-    assert (store.single, store.grouped) == (1, [4])  # one alone, then the four that waited
+    assert store.statements == [1, 4]  # one alone, then the four that waited
     rows = sql(f"SELECT response_id, status, trace_id, error->>'code', output, heartbeat_at IS NULL "
                f"FROM {db_schema}.responses ORDER BY 1")
     assert rows == [
@@ -215,4 +205,4 @@ def test_close_stops_what_is_in_flight_and_starts_nothing_new(pg_url, db_schema)
 
     outcomes, store = asyncio.run(main())
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
-    assert (store.single, store.grouped) == (1, [])
+    assert store.statements == [1]

@@ -1,4 +1,4 @@
-"""The runner in-process against the real embedded PostgreSQL: what a worker
+"""The worker in-process against the real embedded PostgreSQL: what a worker
 queries when runs finish, and that queued work still starts the moment a
 slot frees up."""
 
@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agent_server.long_running.event_log import EventLog
+from agent_server.long_running.attempts import LocalAttempts
 from agent_server.long_running.models import Status
-from agent_server.long_running.runner import Runner
+from agent_server.long_running.tail import EventTail
+from agent_server.long_running.worker import Worker
 from agent_server.long_running.settings import EngineSettings
 from agent_server.long_running.store import Store
 from tests.test_storage import _open
@@ -19,13 +20,19 @@ _ITEM = {"type": "message", "id": "msg_1", "role": "assistant", "status": "compl
 
 
 class _ClaimCountingStore(Store):
-    """The real store; counts the queue claims the runner makes."""
+    """The real store; counts the queue claims the worker makes."""
 
     claims = 0
 
     async def claim_queued(self, worker_id: str):
         self.claims += 1
         return await super().claim_queued(worker_id)
+
+
+def _worker(store: Store, settings: EngineSettings, worker_id: str, handler) -> Worker:
+    attempts = LocalAttempts()
+    return Worker(store=store, tail=EventTail(store, 30.0, attempts.__contains__), settings=settings,
+                  worker_id=worker_id, handler=handler, attempts=attempts)
 
 
 async def _until_status(store: Store, response_id: str, status: Status, timeout: float = 10.0) -> float:
@@ -49,7 +56,7 @@ def test_finished_runs_query_the_queue_only_when_work_may_be_queued(pg_url, db_s
 
         # A 30 s poll: only a finished run can start queued work within this test.
         settings = EngineSettings(db_schema=db_schema, max_concurrent_tasks=1, poll_interval_seconds=30.0)
-        runner = Runner(store=store, log=EventLog(store, 30.0), settings=settings, worker_id="w1", execute=execute)
+        runner = _worker(store, settings, "w1", execute)
         runner.start()
 
         async def submit(n: int, hold: bool = False) -> dict:
@@ -93,7 +100,7 @@ def test_a_clean_shutdown_hands_running_work_to_another_worker_at_once(pg_url, d
             await asyncio.sleep(3600)
 
         settings = EngineSettings(db_schema=db_schema, poll_interval_seconds=30.0, stale_scan_interval_seconds=30.0)
-        runner = Runner(store=store, log=EventLog(store, 30.0), settings=settings, worker_id="a", execute=execute)
+        runner = _worker(store, settings, "a", execute)
         runner.start()
         rids = [f"resp_{n:032x}" for n in range(3)]
         for rid in rids:

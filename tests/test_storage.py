@@ -51,12 +51,12 @@ def test_a_batch_is_stored_only_while_the_attempt_owns_the_response(pg_url, db_s
         store = Store(db)
         rid = "resp_" + "1" * 32
         await _insert(store, rid)
-        owned = await store.append_events(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])
+        owned = (rid, 1) in await store.append_events([(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])])
         # Re-sending the same batch (a commit whose answer was lost) stores nothing twice.
-        again = await store.append_events(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])
+        again = (rid, 1) in await store.append_events([(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])])
         # Another worker claims the run: attempt 1's next batch is refused.
         sql(f"UPDATE {db_schema}.responses SET attempt_number = 2 WHERE response_id = %s", (rid,))
-        stale = await store.append_events(rid, 1, [(3, "x", "{}")])
+        stale = (rid, 1) in await store.append_events([(rid, 1, [(3, "x", "{}")])])
         await db.close()
         return owned, again, stale
 

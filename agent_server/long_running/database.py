@@ -133,7 +133,6 @@ class Database:
     _subscriptions: dict[str, list[Callable[[str], None]]] = field(default_factory=dict)
     _reconnect_callbacks: list[Callable[[], None]] = field(default_factory=list)
     _listener_task: asyncio.Task | None = None
-    listening: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def open(self, timeout: float = 5.0) -> None:
         """Connect, create or migrate the schema, start listening."""
@@ -218,7 +217,6 @@ class Database:
                 conn = await self.pool.getconn()
                 for channel in self._subscriptions:
                     await conn.execute(f'LISTEN "{channel}"')
-                self.listening.set()
                 if not first:
                     logger.info("LISTEN connection re-established")
                     for callback in self._reconnect_callbacks:
@@ -233,7 +231,6 @@ class Database:
                     await self.pool.putconn(conn)
                 raise
             except Exception as exc:
-                self.listening.clear()
                 logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, backoff)
                 if conn is not None:
                     try:

@@ -39,16 +39,16 @@ class _Pending(Generic[Item]):
 
 
 class _Batcher(Generic[Item]):
-    """Runs ``many(items)`` for the items that are waiting (``one(item)`` when alone).
+    """Runs ``many(items)`` for the items that are waiting; one waiting item is a group of one.
 
-    ``many`` returns one result per item. If it fails, each item is retried
-    on its own with ``one``, so an item the database refuses fails alone.
+    ``many`` returns one result per item. If a group of several fails, each
+    item is retried as a group of its own, so an item the database refuses
+    fails alone.
     """
 
-    def __init__(self, name: str, one: Callable[[Item], Awaitable[Any]],
-                 many: Callable[[list[Item]], Awaitable[list[Any]]], max_in_flight: int, max_size: int):
+    def __init__(self, name: str, many: Callable[[list[Item]], Awaitable[list[Any]]],
+                 max_in_flight: int, max_size: int):
         self.name = name
-        self.one = one
         self.many = many
         self.max_in_flight = max_in_flight
         self.max_size = max_size
@@ -110,7 +110,7 @@ class _Batcher(Generic[Item]):
 
     async def _write_alone(self, pending: _Pending[Item]) -> None:
         try:
-            result = await self.one(pending.item)
+            [result] = await self.many([pending.item])
         except Exception as exc:
             _settle(pending, error=exc)
         else:
@@ -132,9 +132,8 @@ class GroupCommit:
     def __init__(self, store: Store, max_in_flight: int = MAX_IN_FLIGHT, max_rows: int = MAX_ROWS):
         self.store = store
         self._appends: _Batcher[tuple[str, int, Sequence[tuple[int, str, str]]]] = _Batcher(
-            "batches", lambda b: store.append_events(*b), self._append_many, max_in_flight, max_rows)
-        self._finishes: _Batcher[Finish] = _Batcher(
-            "finishes", store.finish_attempt, self._finish_many, max_in_flight, max_rows)
+            "batches", self._append_many, max_in_flight, max_rows)
+        self._finishes: _Batcher[Finish] = _Batcher("finishes", self._finish_many, max_in_flight, max_rows)
 
     async def append(self, response_id: str, attempt_number: int, rows: Sequence[tuple[int, str, str]]) -> bool:
         """Store one attempt's batch; False if the attempt no longer owns the response.
@@ -153,9 +152,9 @@ class GroupCommit:
         await asyncio.gather(self._appends.close(), self._finishes.close())
 
     async def _append_many(self, batches: list[tuple[str, int, Sequence[tuple[int, str, str]]]]) -> list[bool]:
-        owners = await self.store.append_event_batches(batches)
+        owners = await self.store.append_events(batches)
         return [(rid, attempt) in owners for rid, attempt, _ in batches]
 
     async def _finish_many(self, finishes: list[Finish]) -> list[bool]:
-        owners = await self.store.finish_attempts(finishes)
+        owners = await self.store.finish_responses(finishes)
         return [(f.response_id, f.attempt_number) in owners for f in finishes]

@@ -46,10 +46,12 @@ class ResponseRow:
     model: str
     output: list[dict[str, Any]] | None
     error: dict[str, Any] | None
-    incomplete_details: dict[str, Any] | None
     trace_id: str | None
     watched_until: datetime | None  # a tail in another process wants NOTIFYs until then
-    last_sequence: int
+    # Number of its last stored event. Statements that lock the row leave it out (their
+    # snapshot may predate a batch committed just before the lock) and the store reads it
+    # in a new statement; -1 until then.
+    last_sequence: int = -1
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "ResponseRow":

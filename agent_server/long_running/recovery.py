@@ -1,5 +1,7 @@
-"""What a resumed attempt is given: the original request, a recovery message
-built from the previous attempt's events, and a rotated conversation id.
+"""Recovery and sweeps: claiming runs whose owner died, failing runs past their
+time-out, and what a resumed attempt is given (the original request, a
+recovery message built from the previous attempt's events, and a rotated
+conversation id).
 
 Kept compatible with databricks-ai-bridge: the message is one user message
 starting with ``[RECOVERY]`` whose body carries the prior attempt's events as
@@ -11,7 +13,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import time
+from collections.abc import Sequence
 from typing import Any
+
+from .attempt import timed_out_error
+from .attempts import RunLease
+from .models import ResponseRow, Status
+from .settings import EngineSettings
+from .store import Store
+
+logger = logging.getLogger(__name__)
 
 # Events the server writes itself; the handler never produced them.
 _SERVER_EVENTS = {"response.created", "response.resumed"}
@@ -61,3 +74,64 @@ def resume_request(
     request["custom_inputs"] = custom_inputs
     request["context"] = context
     return request, conversation_id
+
+
+def lease_for(row: ResponseRow, request: dict[str, Any], headers: dict[str, str], conversation_id: str | None,
+              task_timeout_seconds: float) -> RunLease:
+    """The lease of the attempt a claim just gave this worker."""
+    started = (row.started_at or row.created_at).timestamp()
+    return RunLease(
+        response_id=row.response_id,
+        attempt_number=row.attempt_number,
+        request=request,
+        headers=headers,
+        created_at=row.created_at.timestamp(),
+        deadline=started + task_timeout_seconds,
+        model=row.model,
+        next_sequence=row.last_sequence + 1,
+        conversation_id=conversation_id,
+    )
+
+
+async def claim_stale_runs(store: Store, worker_id: str, settings: EngineSettings, limit: int,
+                           own_running: Sequence[str]) -> list[ResponseRow]:
+    """Take over up to ``limit`` runs whose owner stopped heartbeating."""
+    return await store.claim_stale(
+        worker_id,
+        stale_seconds=settings.heartbeat_stale_threshold_seconds,
+        timeout_seconds=settings.task_timeout_seconds,
+        limit=limit,
+        own_running=own_running,
+    )
+
+
+async def resumed_lease(store: Store, row: ResponseRow, settings: EngineSettings) -> RunLease:
+    """The next attempt on a claimed run: its request carries what the earlier attempts did."""
+    prior = await store.prior_events(row.response_id, row.attempt_number)
+    request, conversation_id = resume_request(row.request, prior, row.attempt_number, row.response_id)
+    logger.info("Claimed stale %s: resuming as attempt %d", row.response_id, row.attempt_number)
+    return lease_for(row, request, dict(row.request_headers), conversation_id, settings.task_timeout_seconds)
+
+
+async def fail_timed_out_runs(store: Store, task_timeout_seconds: float) -> None:
+    """Fail runs past the task time-out even when their owner is gone."""
+    for rid in await store.timed_out_runs(task_timeout_seconds):
+        row = await store.finalize(rid, status=Status.FAILED, error=timed_out_error(task_timeout_seconds))
+        if row is not None:
+            logger.warning("Failed %s: past task_timeout_seconds", rid)
+
+
+class RetentionSweep:
+    """Deletes finished responses past the retention period, at most once a minute."""
+
+    INTERVAL_SECONDS = 60.0
+
+    def __init__(self, store: Store, retention_seconds: float):
+        self.store = store
+        self.retention_seconds = retention_seconds
+        self._last = 0.0
+
+    async def maybe_run(self) -> None:
+        if time.monotonic() - self._last > self.INTERVAL_SECONDS:
+            await self.store.delete_expired(self.retention_seconds)
+            self._last = time.monotonic()

@@ -22,7 +22,6 @@ def build_response(
     output: list[dict[str, Any]],
     attempt_number: int,
     error: dict[str, Any] | None = None,
-    incomplete_details: dict[str, Any] | None = None,
     trace_id: str | None = None,
 ) -> dict[str, Any]:
     return {
@@ -34,7 +33,7 @@ def build_response(
         "model": model,
         "output": output,
         "error": error,
-        "incomplete_details": incomplete_details,
+        "incomplete_details": None,  # no run ends incomplete (there is no output-token limit)
         "metadata": {"trace_id": trace_id} if trace_id else {},
         "attempt_number": attempt_number,
     }
@@ -50,7 +49,6 @@ def response_from_row(row: ResponseRow, output: list[dict[str, Any]] | None = No
         output=output if output is not None else (row.output or []),
         attempt_number=row.attempt_number,
         error=row.error,
-        incomplete_details=row.incomplete_details,
         trace_id=row.trace_id,
     )
 

@@ -2,9 +2,11 @@
 background mode, retrieval, streaming with resume, cancel and delete.
 
 A background request reads straight down the layers: this module validates
-and authorises, the :class:`Runner` stores and starts it, the handler's
-events go through the :class:`AttemptWriter` into the store, and a tailing
-client is woken by the :class:`EventLog`.
+(:mod:`http_input`) and authorises it, the :class:`Worker` stores and starts
+it, :func:`run_attempt` drives the attempt to its final write, the
+:class:`HandlerInvoker` runs the handler, whose events the
+:class:`AttemptWriter` stores through the worker's group commit, and a
+tailing client follows them through the :class:`EventTail`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -25,32 +26,30 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
 import uvicorn
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from mlflow.genai.agent_server import AgentServer, get_invoke_function, get_stream_function, set_request_headers
-from mlflow.tracing.constant import SpanAttributeKey
+from mlflow.genai.agent_server import AgentServer, set_request_headers
 
+from . import http_input
+from .attempts import LocalAttempts
 from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTarget, resolve_target
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
-from .event_log import AttemptWriter, EventLog
+from .handler import HandlerInvoker
 from .identity import owner_of, storable_headers
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
-from .runner import RunLease, Runner
 from .settings import EngineSettings
 from .store import Store
+from .tail import EventTail
 from .tracing import warm_up_tracing
+from .worker import Worker
 
 logger = logging.getLogger(__name__)
 
-_RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{32}$")
-_MAX_SEQUENCE = 2**31 - 1
 _RETURN_TRACE_HEADER = "x-mlflow-return-trace-id"
-_NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
 
 
 @dataclass
@@ -59,8 +58,8 @@ class _Engine:
 
     db: Database
     store: Store
-    log: EventLog
-    runner: Runner
+    tail: EventTail
+    worker: Worker
 
 
 class LongRunningAgentServer(AgentServer):
@@ -157,7 +156,7 @@ class LongRunningAgentServer(AgentServer):
             await asyncio.gather(connector, warm_up, return_exceptions=True)
             if self._engine is not None:
                 engine, self._engine = self._engine, None
-                await engine.runner.close()
+                await engine.worker.close()
                 await engine.db.close()
 
     async def _first_connect_done(self) -> None:
@@ -194,16 +193,16 @@ class LongRunningAgentServer(AgentServer):
         )
         await db.open()
         store = Store(db)
-        log = EventLog(store, self.settings.poll_interval_seconds)
-        runner = Runner(store=store, log=log, settings=self.settings, worker_id=self.worker_id,
-                        execute=self._execute_attempt)
-        log.runs_here = runner.runs_here
-        db.subscribe(db.queries.events_channel, log.on_notify)
-        db.subscribe(db.queries.control_channel, runner.on_control)
-        db.on_listener_reconnect(log.wake_all)
-        db.on_listener_reconnect(runner.wake_queue)
-        runner.start()
-        return _Engine(db, store, log, runner)
+        attempts = LocalAttempts()
+        tail = EventTail(store, self.settings.poll_interval_seconds, runs_here=attempts.__contains__)
+        worker = Worker(store=store, tail=tail, settings=self.settings, worker_id=self.worker_id,
+                        handler=HandlerInvoker(self.validator, self.transform_stream_event), attempts=attempts)
+        db.subscribe(db.queries.events_channel, tail.on_notify)
+        db.subscribe(db.queries.control_channel, worker.on_control)
+        db.on_listener_reconnect(tail.wake_all)
+        db.on_listener_reconnect(worker.wake_queue)
+        worker.start()
+        return _Engine(db, store, tail, worker)
 
     def _require_engine(self) -> _Engine:
         if self._engine is None:
@@ -245,14 +244,12 @@ class LongRunningAgentServer(AgentServer):
         if row is None:
             raise not_found(response_id)
         # The owner may be this worker: stop it now rather than on the NOTIFY.
-        engine.runner.stop_local(response_id, reason)
-        engine.runner.forget_queued(response_id)
+        engine.worker.stop_local(response_id, reason)
+        engine.worker.forget_queued(response_id)
         return engine, owner, row
 
     def _engine_and_owner(self, response_id: str, request: Request) -> tuple[_Engine, str]:
-        if not _RESPONSE_ID.match(response_id):
-            raise ApiError(400, f"Invalid response id '{response_id[:80]}': expected 'resp_' followed by "
-                           "32 lowercase hex digits.", code="invalid_response_id", param="response_id")
+        http_input.check_response_id(response_id)
         return self._require_engine(), owner_of(request.headers)
 
     async def _health(self) -> dict[str, Any]:
@@ -272,7 +269,7 @@ class LongRunningAgentServer(AgentServer):
             "background_mode": database["status"] == "connected",
             "worker": {
                 "id": self.worker_id,
-                "running": engine.runner.running_count if engine else 0,
+                "running": engine.worker.running_count if engine else 0,
                 "max_concurrent_tasks": self.settings.max_concurrent_tasks,
             },
         }
@@ -282,9 +279,9 @@ class LongRunningAgentServer(AgentServer):
     async def _handle_invocations_request(self, request: Request):
         headers = dict(request.headers)
         set_request_headers(headers)
-        data = await self._read_json_body(request)
-        background = _flag(data.pop("background", None), "background")
-        stream = _flag(data.pop("stream", None), "stream")
+        data = await http_input.read_json_body(request, self.settings.max_request_bytes)
+        background = http_input.flag(data.pop("background", None), "background")
+        stream = http_input.flag(data.pop("stream", None), "stream")
         if isinstance(data.get("input"), str):
             # The OpenAI API accepts a bare string as one user message.
             data["input"] = [{"role": "user", "content": data["input"]}]
@@ -299,35 +296,13 @@ class LongRunningAgentServer(AgentServer):
             return await self._handle_stream_request(request_data, return_trace_id)
         return await self._handle_invoke_request(request_data, return_trace_id)
 
-    async def _read_json_body(self, request: Request) -> dict[str, Any]:
-        limit = self.settings.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, f"Request body is {declared} bytes; the limit is {limit}.", code="body_too_large")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"Request body exceeds the limit of {limit} bytes.", code="body_too_large")
-            chunks.append(chunk)
-        try:
-            data = json.loads(b"".join(chunks), parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
-        except RecursionError:
-            # json.loads recurses once per nesting level: "[[[[…]]]]" would otherwise be a 500.
-            raise ApiError(400, "Request body is nested too deeply to parse.", code="invalid_json") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, f"Request body must be a JSON object, got {type(data).__name__}.", code="invalid_json")
-        return data
-
     async def _start_background(self, request_data, stream: bool, headers: dict[str, str]):
         engine = self._require_engine()
         response_id = f"resp_{uuid.uuid4().hex}"
         request_dict = request_data.model_dump(mode="json", exclude_none=True)
-        _check_storable(request_dict)
+        http_input.check_storable(request_dict)
         try:
-            response = await engine.runner.submit(
+            response = await engine.worker.submit(
                 response_id=response_id,
                 owner=owner_of(headers),
                 request=request_dict,
@@ -347,8 +322,8 @@ class LongRunningAgentServer(AgentServer):
 
     async def _retrieve(self, response_id: str, request: Request):
         params = request.query_params
-        stream = _flag(params.get("stream"), "stream")
-        starting_after = _cursor(params.get("starting_after"))
+        stream = http_input.flag(params.get("stream"), "stream")
+        starting_after = http_input.cursor(params.get("starting_after"))
         if starting_after is not None and not stream:
             raise ApiError(400, "starting_after is only supported together with stream=true.",
                            code="invalid_parameter", param="starting_after")
@@ -379,7 +354,7 @@ class LongRunningAgentServer(AgentServer):
         async def frames() -> AsyncIterator[str]:
             ended = False
             # One chunk per batch of available events: one socket write, not one per event.
-            async with aclosing(engine.log.tail_batches(response_id, after, exists)) as batches:
+            async with aclosing(engine.tail.tail_batches(response_id, after, exists)) as batches:
                 async for batch in batches:
                     if batch is None:
                         yield ": keep-alive\n\n"
@@ -394,37 +369,6 @@ class LongRunningAgentServer(AgentServer):
 
         return StreamingResponse(frames(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    # ----- running the handler -------------------------------------------------
-
-    async def _execute_attempt(self, lease: RunLease, writer: AttemptWriter) -> None:
-        """Run the registered handler for one attempt, one trace per attempt."""
-        stream_fn, invoke_fn = get_stream_function(), get_invoke_function()
-        handler = stream_fn or invoke_fn
-        if handler is None:
-            raise RuntimeError("no @stream() or @invoke() handler is registered")
-        request = self.validator.validate_and_convert_request(lease.request)
-        rid = lease.response_id
-        with mlflow.start_span(name=handler.__name__) as span:
-            # Without a tracking destination MLflow hands out no-op spans.
-            lease.trace_id = span.trace_id if span.trace_id != _NO_OP_TRACE_ID else None
-            span.set_inputs(lease.request)
-            if stream_fn is not None:
-                async for event in _iterate(stream_fn(request)):
-                    if not _plain_text_delta(event):
-                        event = self.validator.validate_and_convert_result(event, stream=True)
-                    writer.append(self.transform_stream_event(event, rid))
-                    await writer.wait_for_room()
-            else:
-                result = invoke_fn(request)
-                if inspect.isawaitable(result):
-                    result = await result
-                result = self.validator.validate_and_convert_result(result)
-                for index, item in enumerate(result.get("output") or []):
-                    event = {"type": "response.output_item.done", "output_index": index, "item": item}
-                    writer.append(self.transform_stream_event(event, rid))
-            span.set_attribute(SpanAttributeKey.MESSAGE_FORMAT, "openai")
-            span.set_outputs({"output": writer.output_items})
 
     # ----- CLI -------------------------------------------------------------------
 
@@ -468,87 +412,7 @@ class LongRunningAgentServer(AgentServer):
                 embedded.stop()
 
 
-_INT_OR_NONE = (int, type(None))
-
-
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # the exit status the default action would give
 
-
-def _plain_text_delta(event: Any) -> bool:
-    """A text delta that MLflow's stream-event validation would accept and return unchanged.
-
-    Text deltas come by the thousand and pydantic validation costs more than
-    storing them; this exact-type check accepts a subset of what the validator
-    accepts, and everything else still goes through the validator.
-    """
-    return (
-        type(event) is dict
-        and event.get("type") == "response.output_text.delta"
-        and type(event.get("delta")) is str
-        and type(event.get("item_id")) is str
-        and type(event.get("content_index")) in _INT_OR_NONE
-        and type(event.get("output_index")) in _INT_OR_NONE
-        and event.get("custom_outputs") is None
-    )
-
-
-async def _iterate(stream) -> AsyncIterator[Any]:
-    """Iterate an async or a plain generator; a plain one runs in a thread."""
-    if hasattr(stream, "__aiter__"):
-        async for item in stream:
-            yield item
-        return
-    done = object()
-    iterator = iter(stream)
-    while (item := await asyncio.to_thread(next, iterator, done)) is not done:
-        yield item
-
-
-def _reject_constant(name: str) -> float:
-    """NaN and Infinity are not JSON (RFC 8259), and Postgres jsonb cannot store them."""
-    raise ValueError(f"{name} is not a valid JSON value")
-
-
-def _check_storable(value: Any) -> None:
-    """Reject strings Postgres cannot store in jsonb (NUL characters, unpaired surrogates) with a 400,
-    instead of a database error after the request was accepted."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise ApiError(400, "Request body contains a NUL character (\\u0000), which cannot be stored.",
-                               code="invalid_request")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ApiError(400, "Request body contains an unpaired UTF-16 surrogate (e.g. \\ud800), "
-                               "which is not valid Unicode.", code="invalid_request") from None
-
-
-def _flag(value: Any, name: str) -> bool:
-    """A boolean body field or query parameter; None means false."""
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    raise ApiError(400, f"'{name}' must be a boolean (true or false), got {str(value)[:40]!r}.",
-                   code="invalid_parameter", param=name)
-
-
-def _cursor(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not re.fullmatch(r"[0-9]{1,10}", value) or int(value) > _MAX_SEQUENCE:
-        raise ApiError(400, f"starting_after must be a whole number from 0 to {_MAX_SEQUENCE}, "
-                       f"got {value[:40]!r}.", code="invalid_parameter", param="starting_after")
-    return int(value)
 

@@ -20,16 +20,18 @@ from .response_object import event_json, response_from_row, terminal_event
 
 @dataclass(frozen=True)
 class Finish:
-    """An owning attempt's final write."""
+    """The final write of one response: its last events, status and output."""
 
     response_id: str
     attempt_number: int
     status: Status
     output: list[dict[str, Any]]
     error: dict[str, Any] | None
-    incomplete_details: dict[str, Any] | None
     trace_id: str | None
     events: Sequence[tuple[int, str, str]]  # unflushed (sequence_number, type, data), the terminal one last
+    # False: the owning attempt's own final write. True: a cancel or time-out decided
+    # outside the owner, which wakes every listener and tells the owner to stop.
+    external: bool = False
 
 
 class Store:
@@ -111,46 +113,31 @@ class Store:
             rows = [replace(row, last_sequence=last[row.response_id]) for row in rows]
         return rows
 
-    async def heartbeat(self, leases: Sequence[tuple[str, int]], *, release: bool = False) -> set[str]:
-        """Renew leases; returns the response ids whose lease is still ours.
+    async def renew_leases(self, leases: Sequence[tuple[str, int]]) -> set[str]:
+        """Heartbeat: renew ``(response_id, attempt_number)`` leases; returns the ids still ours."""
+        return await self._touch_leases(leases, release=False)
 
-        With ``release``, mark them stale at once instead, so another worker resumes them now.
-        """
+    async def release_leases(self, leases: Sequence[tuple[str, int]]) -> None:
+        """Clean shutdown: make our leases stale at once, so another worker resumes them now."""
+        await self._touch_leases(leases, release=True)
+
+    async def _touch_leases(self, leases: Sequence[tuple[str, int]], *, release: bool) -> set[str]:
         records = await self._all(
-            self.q.heartbeat,
+            self.q.touch_leases,
             {"response_ids": [rid for rid, _ in leases], "attempt_numbers": [a for _, a in leases],
              "release": release},
         )
         return {r["response_id"] for r in records}
 
-    async def release_leases(self, leases: Sequence[tuple[str, int]]) -> None:
-        """Mark our running leases as stale at once (clean shutdown)."""
-        await self.heartbeat(leases, release=True)
-
     async def append_events(
-        self, response_id: str, attempt_number: int, batch: Sequence[tuple[int, str, str]]
-    ) -> bool:
-        """Store ``(sequence_number, type, data)`` rows; False if the attempt lost its lease."""
-        record = await self._one(
-            self.q.append_events,
-            {
-                "response_id": response_id,
-                "attempt_number": attempt_number,
-                **_event_columns(batch),
-                "events_channel": self.q.events_channel,
-            },
-        )
-        return bool(record["owned"])
-
-    async def append_event_batches(
         self, batches: Sequence[tuple[str, int, Sequence[tuple[int, str, str]]]]
     ) -> set[tuple[str, int]]:
-        """Store several attempts' ``(response_id, attempt_number, rows)`` batches in one
-        statement; returns the ``(response_id, attempt_number)`` that still owned their
-        response (the others stored nothing)."""
+        """Store attempts' ``(response_id, attempt_number, rows)`` batches in one statement;
+        returns the ``(response_id, attempt_number)`` that still owned their response (the
+        others stored nothing). Re-sending a stored batch is harmless (same sequence numbers)."""
         rows = [row for _, _, batch in batches for row in batch]
         records = await self._all(
-            self.q.append_event_batches,
+            self.q.append_events,
             {
                 "response_ids": [rid for rid, _, batch in batches for _ in batch],
                 "attempt_numbers": [attempt for _, attempt, batch in batches for _ in batch],
@@ -160,43 +147,26 @@ class Store:
         )
         return {(r["response_id"], r["attempt_number"]) for r in records}
 
-    async def finish_attempt(self, finish: Finish) -> bool:
-        """The owner's final write: its unflushed ``(sequence_number, type, data)``
-        events ending with the terminal one. False if it no longer owned the response."""
-        record = await self._one(
-            self.q.finish_attempt,
-            {
-                "response_id": finish.response_id,
-                "attempt_number": finish.attempt_number,
-                "status": finish.status.value,
-                "output": Jsonb(finish.output),
-                "error": _jsonb_or_none(finish.error),
-                "incomplete_details": _jsonb_or_none(finish.incomplete_details),
-                "trace_id": finish.trace_id,
-                **_event_columns(finish.events),
-                "events_channel": self.q.events_channel,
-            },
-        )
-        return bool(record["finished"])
-
-    async def finish_attempts(self, finishes: Sequence[Finish]) -> set[tuple[str, int]]:
-        """Several owners' final writes in one statement; returns the ``(response_id,
-        attempt_number)`` that still owned their response (the others wrote nothing)."""
-        records = await self._all(
-            self.q.finish_attempts,
-            {
-                "response_ids": [f.response_id for f in finishes],
-                "attempt_numbers": [f.attempt_number for f in finishes],
-                "statuses": [f.status.value for f in finishes],
-                "outputs": [Jsonb(f.output) for f in finishes],
-                "errors": [_jsonb_or_none(f.error) for f in finishes],
-                "incomplete_details": [_jsonb_or_none(f.incomplete_details) for f in finishes],
-                "trace_ids": [f.trace_id for f in finishes],
-                "event_response_ids": [f.response_id for f in finishes for _ in f.events],
-                **_event_columns([row for f in finishes for row in f.events]),
-                "events_channel": self.q.events_channel,
-            },
-        )
+    async def finish_responses(self, finishes: Sequence[Finish], conn=None) -> set[tuple[str, int]]:
+        """End responses in one statement (see :class:`Finish`); returns the ``(response_id,
+        attempt_number)`` that ended (the others wrote nothing)."""
+        params = {
+            "response_ids": [f.response_id for f in finishes],
+            "attempt_numbers": [f.attempt_number for f in finishes],
+            "statuses": [f.status.value for f in finishes],
+            "outputs": [Jsonb(f.output) for f in finishes],
+            "errors": [_jsonb_or_none(f.error) for f in finishes],
+            "trace_ids": [f.trace_id for f in finishes],
+            "externals": [f.external for f in finishes],
+            "event_response_ids": [f.response_id for f in finishes for _ in f.events],
+            **_event_columns([row for f in finishes for row in f.events]),
+            "events_channel": self.q.events_channel,
+            "control_channel": self.q.control_channel,
+        }
+        if conn is None:
+            records = await self._all(self.q.finish_responses, params)
+        else:
+            records = await (await conn.execute(self.q.finish_responses, params)).fetchall()
         return {(r["response_id"], r["attempt_number"]) for r in records}
 
     async def finalize(
@@ -233,21 +203,10 @@ class Store:
             sequence_number = row.last_sequence + 1
             final = replace(row, status=status, output=output, error=error, last_sequence=sequence_number)
             data = event_json(terminal_event(response_from_row(final)), sequence_number, response_id)
-            await conn.execute(
-                self.q.finalize_response,
-                {
-                    "response_id": response_id,
-                    "status": status.value,
-                    "output": Jsonb(output),
-                    "error": _jsonb_or_none(error),
-                    "sequence_number": sequence_number,
-                    "attempt_number": row.attempt_number,
-                    "type": status.terminal_event_type,
-                    "data": data,
-                    "events_channel": self.q.events_channel,
-                    "control_channel": self.q.control_channel,
-                },
-            )
+            finish = Finish(response_id=response_id, attempt_number=row.attempt_number, status=status,
+                            output=output, error=error, trace_id=None,
+                            events=[(sequence_number, status.terminal_event_type, data)], external=True)
+            await self.finish_responses([finish], conn)
             return final
 
     async def get_response(self, response_id: str, owner: str) -> ResponseRow | None:
@@ -286,9 +245,6 @@ class Store:
 
     async def delete_expired(self, retention_seconds: float) -> None:
         await self._run(self.q.delete_expired, {"retention_seconds": float(retention_seconds)})
-
-    async def notify_control(self, payload: str) -> None:
-        await self._run(self.q.notify_control, {"channel": self.q.control_channel, "payload": payload})
 
 
 def _item(event_data: str) -> dict[str, Any]:

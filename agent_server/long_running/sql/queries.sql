@@ -74,11 +74,10 @@ WHERE r.response_id IN (
     ORDER BY heartbeat_at LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING r.*, (SELECT coalesce(max(e.sequence_number), -1)
-                FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence;
+RETURNING r.*;
 
--- name: heartbeat
--- Renew the leases this worker holds, or on a clean shutdown (release) make them stale at once so another worker resumes them now; rows locked in id order, like the group commit's; returns the ones it still owns.
+-- name: touch_leases
+-- Renew the leases this worker holds (heartbeat) or, on a clean shutdown (release), make them stale at once so another worker resumes them now; rows locked in id order, like the group commit's; returns the ones it still owns.
 WITH l AS (
     SELECT r.response_id FROM {schema}.responses AS r
     JOIN unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[]) AS u(response_id, attempt_number)
@@ -94,30 +93,7 @@ WHERE r.response_id = l.response_id
 RETURNING r.response_id;
 
 -- name: append_events
--- Store a batch of one attempt's events if it still owns the response; notify on commit if a tail elsewhere watches it (arrays sent binary: no per-element escaping).
-WITH lease AS (
-    -- FOR SHARE returns the newest row version, so a watch committed before this lock is seen;
-    -- a watch that waits for the lock is followed by the tail's own read, which sees this batch.
-    SELECT coalesce(watched_until > now(), false) AS watched FROM {schema}.responses
-    WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
-      AND status = 'in_progress'
-    FOR SHARE
-), ins AS (
-    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
-    SELECT %(response_id)s, u.seq, %(attempt_number)s, u.type, u.data
-    FROM unnest(%(sequence_numbers)b::int[], %(types)b::text[], %(datas)b::text[]) AS u(seq, type, data)
-    WHERE EXISTS (SELECT 1 FROM lease)
-    ON CONFLICT (response_id, sequence_number) DO NOTHING
-    RETURNING sequence_number
-), n AS (
-    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || m.last) FROM
-        (SELECT max(sequence_number) AS last FROM ins) AS m
-    WHERE m.last IS NOT NULL AND (SELECT watched FROM lease)
-)
-SELECT EXISTS (SELECT 1 FROM lease) AS owned, (SELECT count(*) FROM n) AS notified;
-
--- name: append_event_batches
--- Several attempts' batches in one statement (a worker's group commit): each stored only if its attempt still owns the response; notify the watched ones; returns the owners.
+-- Store event batches of one or more attempts (a worker's group commit), each only if its attempt still owns the response; notify the watched ones; returns the owners (arrays sent binary: no per-element escaping).
 WITH batch AS (
     SELECT * FROM unnest(%(response_ids)b::text[], %(attempt_numbers)b::int[], %(sequence_numbers)b::int[],
                          %(types)b::text[], %(datas)b::text[])
@@ -145,50 +121,28 @@ WITH batch AS (
 -- One row per owner (n, referenced here, runs whenever there is anything to notify).
 SELECT l.response_id, l.attempt_number, (SELECT count(*) FROM n) AS notified FROM lease AS l;
 
--- name: finish_attempt
--- The owning attempt ends the response: its last events, final status, output and terminal event, atomically; notify if watched elsewhere.
-WITH done AS (
-    UPDATE {schema}.responses
-    SET status = %(status)s, output = %(output)s, error = %(error)s,
-        incomplete_details = %(incomplete_details)s, trace_id = coalesce(%(trace_id)s, trace_id),
-        heartbeat_at = NULL, updated_at = now()
-    WHERE response_id = %(response_id)s AND attempt_number = %(attempt_number)s
-      AND status = 'in_progress'
-    RETURNING response_id, coalesce(watched_until > now(), false) AS watched
-), ins AS (
-    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
-    SELECT done.response_id, u.seq, %(attempt_number)s, u.type, u.data
-    FROM done, unnest(%(sequence_numbers)b::int[], %(types)b::text[], %(datas)b::text[]) AS u(seq, type, data)
-    RETURNING sequence_number
-), n AS (
-    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || m.last) FROM
-        (SELECT max(sequence_number) AS last FROM ins) AS m
-    WHERE m.last IS NOT NULL AND (SELECT watched FROM done)
-)
-SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM n) AS notified;
-
--- name: finish_attempts
--- Several owning attempts end their responses in one statement (a worker's group commit): each only if it still owns its response; rows locked in id order; returns the owners that finished.
+-- name: finish_responses
+-- End one or more responses with their last events, final status, output and terminal event, atomically: an owner's final write (each only if its attempt still holds the lease) or, marked external, a cancel or time-out decided elsewhere (then every listener is woken and the owner told to stop); rows locked in id order; returns the ones that ended.
 WITH f AS (
     SELECT * FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[], %(statuses)s::text[],
-                         %(outputs)s::jsonb[], %(errors)s::jsonb[], %(incomplete_details)s::jsonb[],
-                         %(trace_ids)s::text[])
-        AS f(response_id, attempt_number, status, output, error, incomplete_details, trace_id)
+                         %(outputs)s::jsonb[], %(errors)s::jsonb[], %(trace_ids)s::text[], %(externals)s::bool[])
+        AS f(response_id, attempt_number, status, output, error, trace_id, external)
 ), locked AS (
+    -- A queued response has attempt 0, which no running attempt holds.
     SELECT r.response_id FROM {schema}.responses AS r
     JOIN f ON f.response_id = r.response_id AND f.attempt_number = r.attempt_number
-    WHERE r.status = 'in_progress'
+    WHERE r.status IN ('queued', 'in_progress')
     ORDER BY r.response_id
     FOR NO KEY UPDATE OF r
 ), done AS (
     UPDATE {schema}.responses AS r
     SET status = f.status, output = f.output, error = f.error,
-        incomplete_details = f.incomplete_details, trace_id = coalesce(f.trace_id, r.trace_id),
-        heartbeat_at = NULL, updated_at = now()
+        trace_id = coalesce(f.trace_id, r.trace_id), heartbeat_at = NULL, updated_at = now()
     FROM f, locked
     WHERE r.response_id = locked.response_id AND f.response_id = r.response_id
-      AND f.attempt_number = r.attempt_number AND r.status = 'in_progress'
-    RETURNING r.response_id, r.attempt_number, coalesce(r.watched_until > now(), false) AS watched
+      AND f.attempt_number = r.attempt_number AND r.status IN ('queued', 'in_progress')
+    RETURNING r.response_id, r.attempt_number, f.external,
+              f.external OR coalesce(r.watched_until > now(), false) AS notify
 ), ins AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
     SELECT e.response_id, e.seq, d.attempt_number, e.type, e.data
@@ -199,11 +153,14 @@ WITH f AS (
 ), n AS (
     SELECT pg_notify(%(events_channel)s, i.response_id || ':' || max(i.sequence_number))
     FROM ins AS i JOIN done AS d ON d.response_id = i.response_id
-    WHERE d.watched
+    WHERE d.notify
     GROUP BY i.response_id
+), c AS (
+    SELECT pg_notify(%(control_channel)s, 'stop:' || d.response_id) FROM done AS d WHERE d.external
 )
--- One row per attempt that finished (n, referenced here, runs whenever there is anything to notify).
-SELECT d.response_id, d.attempt_number, (SELECT count(*) FROM n) AS notified FROM done AS d;
+-- One row per response that ended (n and c, referenced here, run whenever they have anything to send).
+SELECT d.response_id, d.attempt_number, (SELECT count(*) FROM n) + (SELECT count(*) FROM c) AS notified
+FROM done AS d;
 
 -- name: watch_response
 -- A tail in a process that does not run this response asks its writers to NOTIFY until then; renewed while it waits.
@@ -212,9 +169,7 @@ WHERE response_id = %(response_id)s AND status IN ('queued', 'in_progress');
 
 -- name: lock_response
 -- Lock one response row for a decision made outside its owner (cancel, time-out).
-SELECT r.*, (SELECT coalesce(max(e.sequence_number), -1)
-             FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
-FROM {schema}.responses AS r
+SELECT r.* FROM {schema}.responses AS r
 WHERE r.response_id = %(response_id)s
 FOR UPDATE;
 
@@ -223,25 +178,6 @@ FOR UPDATE;
 SELECT l.response_id, coalesce((SELECT max(e.sequence_number) FROM {schema}.events AS e
                                 WHERE e.response_id = l.response_id), -1) AS last_sequence
 FROM unnest(%(response_ids)s::text[]) AS l(response_id);
-
--- name: finalize_response
--- End a queued or running response from outside its owner, with its terminal event.
-WITH done AS (
-    UPDATE {schema}.responses
-    SET status = %(status)s, output = %(output)s, error = %(error)s,
-        heartbeat_at = NULL, updated_at = now()
-    WHERE response_id = %(response_id)s AND status IN ('queued', 'in_progress')
-    RETURNING response_id
-), ins AS (
-    INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
-    SELECT response_id, %(sequence_number)s, %(attempt_number)s, %(type)s, %(data)s FROM done
-    RETURNING sequence_number
-), n AS (
-    SELECT pg_notify(%(events_channel)s, %(response_id)s || ':' || sequence_number) FROM ins
-), c AS (
-    SELECT pg_notify(%(control_channel)s, 'stop:' || %(response_id)s) FROM done
-)
-SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM n) + (SELECT count(*) FROM c) AS notified;
 
 -- name: get_response
 -- One response as its owner sees it, with the number of its last event.
@@ -288,6 +224,3 @@ DELETE FROM {schema}.responses
 WHERE status IN ('completed', 'failed', 'cancelled', 'incomplete')
   AND updated_at < now() - make_interval(secs => %(retention_seconds)s);
 
--- name: notify_control
--- Tell every worker something (a response was queued, or must stop).
-SELECT pg_notify(%(channel)s, %(payload)s);

@@ -1,6 +1,7 @@
-"""The run engine: start, execute, heartbeat, cancel, time out, claim.
+"""This worker's share of the runs: admit, start, heartbeat, stop, take queued
+and abandoned work.
 
-One ``Runner`` per worker process. It holds at most ``max_concurrent_tasks``
+One ``Worker`` per process. It holds at most ``max_concurrent_tasks``
 attempts; the rest wait in the ``queued`` state for any worker with room.
 ``attempt_number`` is the lease: every write an attempt makes is conditioned
 on it, so a worker that lost a response (cancelled, timed out, or claimed by
@@ -13,39 +14,23 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow.genai.agent_server import set_request_headers
 
-from .event_log import AttemptWriter, DatabaseGaveUp, EventLog, LeaseLost
+from . import recovery
+from .attempt import Handler, run_attempt
+from .attempts import LocalAttempts, RunLease, RunningAttempt
 from .group_commit import GroupCommit
 from .models import ResponseRow, Status
-from .recovery import resume_request
-from .response_object import build_response, error_body, event_json
+from .response_object import build_response, event_json
 from .settings import EngineSettings
 from .store import Store
+from .tail import EventTail
+from .writer import AttemptWriter
 
 logger = logging.getLogger(__name__)
-
-RETENTION_SWEEP_SECONDS = 60.0
-
-
-@dataclass
-class RunLease:
-    """One attempt this worker owns."""
-
-    response_id: str
-    attempt_number: int
-    request: dict[str, Any]  # as the handler receives it (resume-adjusted)
-    headers: dict[str, str]  # what get_request_headers() returns during the attempt
-    created_at: float
-    deadline: float  # wall-clock time the task times out
-    model: str
-    next_sequence: int
-    conversation_id: str | None = None  # set on resumed attempts
-    trace_id: str | None = None  # filled in by the executor once its span starts
 
 
 def _set_event() -> asyncio.Event:
@@ -54,25 +39,14 @@ def _set_event() -> asyncio.Event:
     return event
 
 
-#: Runs the registered handler for a lease, appending its events to the writer.
-Executor = Callable[[RunLease, AttemptWriter], Awaitable[None]]
-
-
 @dataclass
-class _Running:
-    lease: RunLease
-    task: asyncio.Task
-    stop_reason: str | None = None
-
-
-@dataclass
-class Runner:
+class Worker:
     store: Store
-    log: EventLog
+    tail: EventTail
     settings: EngineSettings
     worker_id: str
-    execute: Executor
-    _running: dict[str, _Running] = field(default_factory=dict)
+    handler: Handler
+    attempts: LocalAttempts
     _reserved: int = 0
     # Full request headers of responses this worker queued: if it starts them
     # itself, the handler sees them as a standard request would. Never stored.
@@ -90,9 +64,11 @@ class Runner:
     _last_heartbeat_ok: float = field(default_factory=time.monotonic)
     # The event batches of all attempts in this worker are committed together.
     commits: GroupCommit = field(init=False)
+    _retention: recovery.RetentionSweep = field(init=False)
 
     def __post_init__(self) -> None:
         self.commits = GroupCommit(self.store)
+        self._retention = recovery.RetentionSweep(self.store, self.settings.retention_seconds)
 
     # ----- lifecycle -------------------------------------------------------
 
@@ -107,11 +83,11 @@ class Runner:
         """Stop the loops and our attempts, handing their runs to other workers at once."""
         for loop in self._loops:
             loop.cancel()
-        leases = [(r.lease.response_id, r.lease.attempt_number) for r in self._running.values()]
-        for running in list(self._running.values()):
+        leases = self.attempts.leases()
+        for running in self.attempts:
             running.stop_reason = "shutdown"
             running.task.cancel()
-        tasks = [r.task for r in self._running.values()] + self._loops
+        tasks = [r.task for r in self.attempts] + self._loops
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.commits.close()
         if leases:
@@ -125,7 +101,7 @@ class Runner:
 
     @property
     def running_count(self) -> int:
-        return len(self._running)
+        return len(self.attempts)
 
     def _claim_started(self) -> None:
         self._claiming += 1
@@ -136,12 +112,8 @@ class Runner:
         if self._claiming == 0:
             self._claims_idle.set()
 
-    def runs_here(self, response_id: str) -> bool:
-        """Whether an attempt on ``response_id`` runs in this worker now."""
-        return response_id in self._running
-
     def free_slots(self) -> int:
-        return self.settings.max_concurrent_tasks - len(self._running) - self._reserved
+        return self.settings.max_concurrent_tasks - len(self.attempts) - self._reserved
 
     # ----- new responses ---------------------------------------------------
 
@@ -213,84 +185,48 @@ class Runner:
     # ----- running an attempt ----------------------------------------------
 
     def _start(self, lease: RunLease) -> None:
-        task = asyncio.create_task(self._run_attempt(lease), name=f"run-{lease.response_id}-{lease.attempt_number}")
-        running = _Running(lease, task)
-        self._running[lease.response_id] = running
+        task = asyncio.create_task(self._run(lease), name=f"run-{lease.response_id}-{lease.attempt_number}")
+        running = RunningAttempt(lease, task)
+        self.attempts.add(running)
         task.add_done_callback(lambda _t: self._attempt_done(running))
 
-    def _attempt_done(self, running: _Running) -> None:
-        if self._running.get(running.lease.response_id) is running:
-            del self._running[running.lease.response_id]
+    def _attempt_done(self, running: RunningAttempt) -> None:
+        self.attempts.remove(running)
         if self._queue_maybe_nonempty:
             # A slot is free: take queued work.
             self._queue_wakeup.set()
 
     def stop_local(self, response_id: str, reason: str) -> bool:
         """Cancel this worker's attempt on ``response_id``, if it runs here."""
-        running = self._running.get(response_id)
+        running = self.attempts.get(response_id)
         if running is None:
             return False
         running.stop_reason = reason
         running.task.cancel()
         return True
 
-    async def _run_attempt(self, lease: RunLease) -> None:
+    async def _run(self, lease: RunLease) -> None:
         rid = lease.response_id
         writer = AttemptWriter(
             commits=self.commits,
-            log=self.log,
             response_id=rid,
             attempt_number=lease.attempt_number,
             next_sequence=lease.next_sequence,
             created_at=lease.created_at,
             model=lease.model,
             retry_seconds=self.settings.db_retry_seconds,
-            on_lease_lost=lambda exc: self.stop_local(rid, str(exc)),
+            on_committed=self.tail.committed,
+            on_stopped=lambda exc: self.stop_local(rid, str(exc)),
         )
         set_request_headers(lease.headers)
         logger.info("Running %s attempt %d on %s", rid, lease.attempt_number, self.worker_id)
         try:
-            if lease.conversation_id is not None:
-                writer.append(
-                    {
-                        "type": "response.resumed",
-                        "attempt_number": lease.attempt_number,
-                        "attempt": lease.attempt_number,  # the name databricks-ai-bridge uses
-                        "conversation_id": lease.conversation_id,
-                    }
-                )
-            timeout = asyncio.timeout(max(0.0, lease.deadline - time.time()))
-            try:
-                async with timeout:
-                    await self.execute(lease, writer)
-            except TimeoutError:
-                if not timeout.expired():
-                    raise
-                logger.warning("%s ran past task_timeout_seconds; failing it", rid)
-                message = f"the task ran longer than task_timeout_seconds ({self.settings.task_timeout_seconds:g}s)"
-                await writer.finish(Status.FAILED, error=error_body("task_timeout", message), trace_id=lease.trace_id)
-                return
-            await writer.finish(Status.COMPLETED, trace_id=lease.trace_id)
+            await run_attempt(lease, writer, self.handler, self.settings.task_timeout_seconds)
         except asyncio.CancelledError:
-            running = self._running.get(rid)
+            running = self.attempts.get(rid)
             logger.info("Stopped %s attempt %d: %s", rid, lease.attempt_number,
                         running.stop_reason if running else "cancelled")
             raise
-        except LeaseLost as exc:
-            logger.info("%s", exc)
-        except DatabaseGaveUp as exc:
-            logger.error("Giving up on %s attempt %d: %s; it resumes once the database is back",
-                         rid, lease.attempt_number, exc)
-        except Exception as exc:
-            logger.exception("Handler failed for %s attempt %d", rid, lease.attempt_number)
-            try:
-                await writer.finish(
-                    Status.FAILED,
-                    error=error_body("server_error", f"{type(exc).__name__}: {exc}"),
-                    trace_id=lease.trace_id,
-                )
-            except (LeaseLost, DatabaseGaveUp) as write_error:
-                logger.error("Could not record the failure of %s: %s", rid, write_error)
 
     # ----- cancel ------------------------------------------------------------
 
@@ -310,12 +246,12 @@ class Runner:
         interval = self.settings.heartbeat_interval_seconds
         while True:
             await asyncio.sleep(interval)
-            leases = [(r.lease.response_id, r.lease.attempt_number) for r in self._running.values()]
+            leases = self.attempts.leases()
             if not leases:
                 self._last_heartbeat_ok = time.monotonic()
                 continue
             try:
-                owned = await self.store.heartbeat(leases)
+                owned = await self.store.renew_leases(leases)
                 self._last_heartbeat_ok = time.monotonic()
             except Exception as exc:
                 silent_for = time.monotonic() - self._last_heartbeat_ok
@@ -327,7 +263,7 @@ class Runner:
                 continue
             for rid, attempt in leases:
                 if rid not in owned:
-                    running = self._running.get(rid)
+                    running = self.attempts.get(rid)
                     if running is not None and running.lease.attempt_number == attempt:
                         self.stop_local(rid, "lease lost (claimed by another worker or ended)")
 
@@ -367,18 +303,15 @@ class Runner:
                 return
             self._queue_maybe_nonempty = True  # there may be more
             headers = self._queued_headers.pop(row.response_id, None) or dict(row.request_headers)
-            self._start(self._lease_for(row, row.request, headers, conversation_id=None))
+            self._start(recovery.lease_for(row, row.request, headers, None, self.settings.task_timeout_seconds))
 
     async def _maintenance_loop(self) -> None:
-        last_retention = 0.0
         interval = self.settings.stale_scan_interval_seconds
         while True:
             try:
                 await self.claim_stale_runs()
-                await self.fail_timed_out_runs()
-                if time.monotonic() - last_retention > RETENTION_SWEEP_SECONDS:
-                    await self.store.delete_expired(self.settings.retention_seconds)
-                    last_retention = time.monotonic()
+                await recovery.fail_timed_out_runs(self.store, self.settings.task_timeout_seconds)
+                await self._retention.maybe_run()
             except Exception as exc:
                 logger.warning("Maintenance pass failed: %s", exc)
             # Jitter so workers started together do not scan in lockstep; never
@@ -395,53 +328,18 @@ class Runner:
         self._claim_started()
         rows: list[ResponseRow] = []
         try:
-            rows = await self.store.claim_stale(
-                self.worker_id,
-                stale_seconds=self.settings.heartbeat_stale_threshold_seconds,
-                timeout_seconds=self.settings.task_timeout_seconds,
-                limit=free,
-                own_running=list(self._running),
-            )
+            rows = await recovery.claim_stale_runs(self.store, self.worker_id, self.settings, free,
+                                                   self.attempts.response_ids())
         finally:
-            # Keep one slot per claimed run until it has started: _resume awaits
+            # Keep one slot per claimed run until it has started: building its lease awaits
             # the database, and a submit meanwhile must not take that slot.
             self._reserved -= free - len(rows)
             self._claim_ended()
         for row in rows:
             try:
-                await self._resume(row)
+                self._start(await recovery.resumed_lease(self.store, row, self.settings))
             except Exception as exc:
                 logger.error("Could not resume %s (%s); it will be claimed again", row.response_id, exc)
             finally:
                 self._reserved -= 1
         return len(rows)
-
-    async def _resume(self, row: ResponseRow) -> None:
-        prior = await self.store.prior_events(row.response_id, row.attempt_number)
-        request, conversation_id = resume_request(row.request, prior, row.attempt_number, row.response_id)
-        logger.info("Claimed stale %s: resuming as attempt %d", row.response_id, row.attempt_number)
-        self._start(self._lease_for(row, request, dict(row.request_headers), conversation_id=conversation_id))
-
-    def _lease_for(
-        self, row: ResponseRow, request: dict[str, Any], headers: dict[str, str], conversation_id: str | None
-    ) -> RunLease:
-        started = (row.started_at or row.created_at).timestamp()
-        return RunLease(
-            response_id=row.response_id,
-            attempt_number=row.attempt_number,
-            request=request,
-            headers=headers,
-            created_at=row.created_at.timestamp(),
-            deadline=started + self.settings.task_timeout_seconds,
-            model=row.model,
-            next_sequence=row.last_sequence + 1,
-            conversation_id=conversation_id,
-        )
-
-    async def fail_timed_out_runs(self) -> None:
-        """Fail runs past the task time-out even when their owner is gone."""
-        for rid in await self.store.timed_out_runs(self.settings.task_timeout_seconds):
-            message = f"the task ran longer than task_timeout_seconds ({self.settings.task_timeout_seconds:g}s)"
-            row = await self.store.finalize(rid, status=Status.FAILED, error=error_body("task_timeout", message))
-            if row is not None:
-                logger.warning("Failed %s: past task_timeout_seconds", rid)
