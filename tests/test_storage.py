@@ -126,7 +126,7 @@ def test_a_tail_on_another_process_is_woken_by_notify(start_server, db_schema):
         frames = stream_frames(b, "GET", f"/responses/{rid}", params={"stream": "true"})
         elapsed = time.monotonic() - started
     assert frames[-2]["type"] == "response.completed"
-    assert [f["sequence_number"] for f in frames[:-1]] == list(range(13))
+    assert [f["sequence_number"] for f in frames[:-1]] == list(range(18))  # 10 deltas and 8 grammar events
     assert elapsed < 15, f"the tail waited for polls ({elapsed:.1f}s): NOTIFY did not wake it"
 
 
@@ -181,7 +181,7 @@ def test_tails_attaching_mid_stream_from_another_worker_miss_no_wake_up(start_se
         results = list(pool.map(tail, rids, [0.05 * i for i in range(12)]))
     for frames, elapsed in results:
         assert frames[-1] == "[DONE]" and frames[-2]["type"] == "response.completed"
-        assert [f["sequence_number"] for f in frames[:-1]] == list(range(63))
+        assert [f["sequence_number"] for f in frames[:-1]] == list(range(68))  # 60 deltas and 8 grammar events
         assert elapsed < 10, f"a tail waited {elapsed:.1f}s: a wake-up was lost"
 
 
