@@ -1,5 +1,5 @@
 """Faults injected into real server processes and the real embedded PostgreSQL:
-PROTOCOL.md's promises must hold when things break.
+the protocol's promises (docs/protocol.md) must hold when things break.
 
 The big scenarios live in ``bench/chaos.py`` (the CLI runs the same code and
 prints the figures); these tests run them at the sizes below and assert on
