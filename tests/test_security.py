@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from agent_server.long_running.queries import Queries, _raw_queries
 from agent_server.long_running.settings import EngineSettings
-from scripts import chaos
+from bench import chaos
 from tests.support import stream_frames, wait_for_status
 
 ENGINE = Path(__file__).resolve().parents[1] / "agent_server" / "long_running"
@@ -370,7 +370,7 @@ DEBUG_PATHS = ["/debug", "/debug/vars", "/debug/pprof", "/_debug", "/__debug__",
 
 
 def test_route_table_has_no_debug_or_kill_endpoint(shared_server):
-    import tests.serve_synthetic as serve
+    import bench.synthetic_server as serve
 
     routes = {(method, route.path) for route in serve.app.router.routes
               for method in (getattr(route, "methods", None) or ()) if method != "HEAD"}
