@@ -75,3 +75,64 @@ def read_records(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------- fake Databricks workspace
+
+FAKE_TOKEN = "fake"
+
+
+class FakeWorkspaceServer:
+    """A JSON-over-HTTP server on 127.0.0.1 that answers like a Databricks
+    workspace: ``handle(method, path, query, body, authorization)`` returns
+    ``(status, payload)``. The real ``databricks-sdk`` talks to it."""
+
+    def __init__(self, handle) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self):
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                status, payload = handle(
+                    self.command, url.path, parse_qs(url.query), body, self.headers.get("Authorization", "")
+                )
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.host = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> "FakeWorkspaceServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def point_sdk_at(monkeypatch, host: str, config_dir: Path) -> None:
+    """Only the fake: no profile file, no other Databricks, Lakebase or MLflow settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("DATABRICKS_", "LAKEBASE_", "MLFLOW_")) or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", FAKE_TOKEN)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config_dir / "no-databrickscfg"))
