@@ -48,7 +48,9 @@ class Discovery:
 def resource_name(prefix: str, name: str) -> str:
     """A short, readable resource name: lowercase letters, digits and hyphens."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return f"{prefix}-{slug}"[:60].rstrip("-")
+    if not slug.startswith(f"{prefix}-"):  # "mcp-weather", not "mcp-mcp-weather"
+        slug = f"{prefix}-{slug}"
+    return slug[:60].rstrip("-")
 
 
 # ------------------------------------------------------------------- kinds

@@ -62,8 +62,8 @@ def openai_snippet(found: Found) -> str | None:
             f"    return McpServer(url={url}, name={json.dumps(found.resource['name'])})",
             "",
             "",
-            f"# In stream_handler: `async with {name}() as server:` around the run, and",
-            "# Agent(..., mcp_servers=[server]) in create_agent (the server connects on enter).",
+            f"# One per run, in stream_handler: `async with {name}() as server:` around the run,",
+            "# with Agent(..., mcp_servers=[server]) (create_agent builds the Agent).",
         ]
     )
 

@@ -136,3 +136,39 @@ def point_sdk_at(monkeypatch, host: str, config_dir: Path) -> None:
     monkeypatch.setenv("DATABRICKS_HOST", host)
     monkeypatch.setenv("DATABRICKS_TOKEN", FAKE_TOKEN)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config_dir / "no-databrickscfg"))
+
+
+# ------------------------------------------------------------ bundle JSON schema
+
+# Shipped next to the repository, never inside it: the file is the CLI's and
+# changes with each CLI release.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared/schemas/databricks-bundle.schema.json"
+
+
+def schema_errors(bundle: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
+    """Validate ``bundle`` against the CLI's JSON schema; return readable errors.
+
+    The schema's patterns use ``\\p{L}``, which Python's ``re`` lacks, so the
+    ``pattern`` keyword is re-implemented with the ``regex`` package.
+    """
+    import json
+
+    import jsonschema
+    import regex
+
+    def pattern(validator, patrn, instance, schema):
+        if validator.is_type(instance, "string") and not regex.search(patrn, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    base = jsonschema.Draft202012Validator
+    validator_cls = jsonschema.validators.extend(base, {"pattern": pattern})
+    validator = validator_cls(json.loads(schema_path.read_text()))
+    errors = []
+    for error in validator.iter_errors(bundle):
+        # oneOf errors hide the real cause in their context; show the deepest.
+        leaf = error
+        while leaf.context:
+            leaf = max(leaf.context, key=lambda e: len(e.absolute_path))
+        path = "/".join(str(p) for p in leaf.absolute_path)
+        errors.append(f"{path}: {leaf.message}")
+    return errors

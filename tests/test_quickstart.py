@@ -15,8 +15,8 @@ import yaml
 from scripts import quickstart
 from scripts.env_file import read_values
 
-from .support import PROJECT_ROOT, FakeWorkspaceServer, point_sdk_at
-from .test_bundle import SCHEMA_PATH, cross_check_errors, schema_errors
+from .support import PROJECT_ROOT, SCHEMA_PATH, FakeWorkspaceServer, point_sdk_at, schema_errors
+from .test_bundle import cross_check_errors
 
 pytestmark = pytest.mark.timeout(60)
 
