@@ -63,7 +63,10 @@ def find_uc_functions(
     catalogs = [catalog] if catalog else [c.name for c in w.catalogs.list() if c.name not in SKIPPED_CATALOGS]
     searched = 0
     for cat in catalogs:
-        schemas = [schema] if schema else [s.name for s in w.schemas.list(catalog_name=cat)]
+        try:
+            schemas = [schema] if schema else [s.name for s in w.schemas.list(catalog_name=cat)]
+        except PermissionDenied:
+            continue  # a catalog you may not browse holds no tools for you
         for sch in schemas:
             if sch in SKIPPED_SCHEMAS:
                 continue
@@ -95,7 +98,6 @@ def find_vector_search_indexes(w: WorkspaceClient) -> Iterator[Found]:
     """Vector Search indexes on every endpoint."""
     for endpoint in w.vector_search_endpoints.list_endpoints():
         for index in w.vector_search_indexes.list_indexes(endpoint_name=endpoint.name):
-            catalog, schema, short = _three_part(index.name)
             index_type = index.index_type.value if index.index_type else "index"
             yield Found(
                 kind="vector_search_index",
@@ -110,7 +112,7 @@ def find_vector_search_indexes(w: WorkspaceClient) -> Iterator[Found]:
                         "permission": "SELECT",
                     },
                 },
-                mcp_path=f"/api/2.0/mcp/vector-search/{catalog}/{schema}/{short}",
+                mcp_path="/api/2.0/mcp/vector-search/" + "/".join(index.name.split(".")),
             )
 
 
@@ -187,13 +189,6 @@ def find_uc_connections(w: WorkspaceClient) -> Iterator[Found]:
                 else f"{kind}, not an MCP server: call it from a UC function (SQL http_request)"
             ),
         )
-
-
-def _three_part(full_name: str) -> tuple[str, str, str]:
-    parts = full_name.split(".")
-    if len(parts) != 3:
-        raise ValueError(f"{full_name!r} is not a catalog.schema.name")
-    return parts[0], parts[1], parts[2]
 
 
 # ----------------------------------------------------------------- together

@@ -28,7 +28,7 @@ class ToolsWorkspace:
     def __init__(self, mcp_app_url: str = "https://mcp-weather-123.aws.databricksapps.com") -> None:
         self.requests: list[tuple[str, str]] = []
         self.refuse: dict[str, tuple[int, str]] = {}  # path -> (status, error_code)
-        self.catalogs = ["main", "system", "__databricks_internal"]
+        self.catalogs = ["main", "restricted", "system", "__databricks_internal"]
         self.schemas = {"main": ["tools", "private", "information_schema"], "system": ["ai"]}
         self.functions = {
             ("main", "tools"): [("lookup_customer", "Looks up a customer by id")],
@@ -59,6 +59,8 @@ class ToolsWorkspace:
             return 200, {"userName": USER, "id": "1"}
         if path == "/api/2.1/unity-catalog/catalogs":
             return 200, {"catalogs": [{"name": c} for c in self.catalogs]}
+        if path == "/api/2.1/unity-catalog/schemas" and arg("catalog_name") == "restricted":
+            return 403, {"error_code": "PERMISSION_DENIED", "message": "no USE CATALOG on restricted"}
         if path == "/api/2.1/unity-catalog/schemas":
             return 200, {"schemas": [{"name": s, "catalog_name": arg("catalog_name")}
                                      for s in self.schemas.get(arg("catalog_name"), [])]}
@@ -118,7 +120,7 @@ def test_lists_every_kind_with_resources_that_the_bundle_accepts(monkeypatch, tm
     found = out["found"]
     assert out["user"] == USER and out["host"] == server.host and out["skipped"] == {}
 
-    # Schemas you may not browse, information_schema and internal catalogs are passed over.
+    # Catalogs and schemas you may not browse, information_schema and internal catalogs are passed over.
     assert [f["name"] for f in found["uc_function"]] == ["main.tools.lookup_customer", "system.ai.python_exec"]
     assert ("GET", "/api/2.1/unity-catalog/functions") in state.requests
     lookup = found["uc_function"][0]
