@@ -35,21 +35,31 @@ def offline_answer(text: str) -> str:
     return reply.text
 
 
-@pytest.fixture(scope="module", params=VARIANTS)
-def server(request, pg_url, tmp_path_factory) -> ServerProcess:
-    variant = request.param
-    proc = agent_server_process(variant, tmp_path_factory.mktemp(f"conformance-{variant}"), {
+@pytest.fixture(scope="module")
+def servers(pg_url, tmp_path_factory) -> dict[str, ServerProcess]:
+    """One ``start-server --agent <variant>`` per variant, started side by side (start-up dominates)."""
+    procs = {variant: agent_server_process(variant, tmp_path_factory.mktemp(f"conformance-{variant}"), {
         "DATABASE_URL": pg_url,
         "AGENT_SERVER_DB_SCHEMA": f"conf_{variant}_{uuid.uuid4().hex[:8]}",
         "LLM_ENDPOINT_NAME": "",
         "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.002",
         "AGENT_FRAMEWORK": "",
-    })
-    proc.start(timeout=120)
-    proc.wait_until_healthy(60, database=True)
-    proc.schema = proc.env["AGENT_SERVER_DB_SCHEMA"]
-    yield proc
-    proc.kill()
+    }) for variant in VARIANTS}
+    try:
+        for proc in procs.values():
+            proc.launch()
+        for proc in procs.values():
+            proc.wait_until_healthy(180, database=True)
+            proc.schema = proc.env["AGENT_SERVER_DB_SCHEMA"]
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.kill()
+
+
+@pytest.fixture(params=VARIANTS)
+def server(request, servers) -> ServerProcess:
+    return servers[request.param]
 
 
 @pytest.fixture
@@ -272,8 +282,10 @@ FAST_RESUME = {"heartbeat_interval_seconds": 0.5, "heartbeat_stale_threshold_sec
 
 
 def test_a_crash_resumed_stream_is_openai_shaped_and_the_client_finishes_it(start_server, db_schema):
-    owner = start_server(db_schema, **FAST_RESUME)
-    survivor = start_server(db_schema, **FAST_RESUME)
+    owner = start_server(db_schema, wait=False, **FAST_RESUME)
+    survivor = start_server(db_schema, wait=False, **FAST_RESUME)
+    for proc in (owner, survivor):
+        proc.wait_until_healthy(180, database=True)
     body = {"model": "agent", "input": "go", "background": True, "stream": True,
             "custom_inputs": {"deltas": 20, "pause": 0.05}}
     seen = []
