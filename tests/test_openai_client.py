@@ -287,14 +287,15 @@ def test_a_crash_resumed_stream_is_openai_shaped_and_the_client_finishes_it(star
     for proc in (owner, survivor):
         proc.wait_until_healthy(180, database=True)
     body = {"model": "agent", "input": "go", "background": True, "stream": True,
-            "custom_inputs": {"deltas": 20, "pause": 0.05}}
+            # The first attempt stops after 5 deltas until it is killed; the second runs through.
+            "custom_inputs": {"deltas": 20, "hold_at": "delta:5", "hold": 120}}
     seen = []
     with httpx.Client(base_url=owner.base_url, timeout=30) as http, \
             http.stream("POST", "/responses", json=body) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 seen.append(line[len("data: "):])
-            if len(seen) == 8:  # mid-message: its text deltas are flowing
+            if len(seen) == 6:  # mid-message: its text deltas are flowing
                 break
     owner.kill()  # SIGKILL: the survivor claims the run once its heartbeat is stale
     first = parse_strictly(seen, terminated=False)
