@@ -34,12 +34,17 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agent_server.long_running.lakebase_config import (
+    THREE_OPTIONS,
+    LakebaseConfig,
+    LakebaseConfigError,
+    lakebase_from_environment,
+)
 from agent_server.long_running.settings import check_schema_name
 
 DEFAULT_SCHEMA = "agent_server"
@@ -55,39 +60,8 @@ class GrantError(RuntimeError):
 # ---------------------------------------------------------------- connection
 
 
-@dataclass(frozen=True)
-class LakebaseSettings:
-    autoscaling_endpoint: str | None = None
-    project: str | None = None
-    branch: str | None = None
-    instance_name: str | None = None
-
-    @classmethod
-    def from_env(cls, environ=os.environ) -> "LakebaseSettings":
-        return cls(
-            autoscaling_endpoint=environ.get("LAKEBASE_AUTOSCALING_ENDPOINT") or None,
-            project=environ.get("LAKEBASE_AUTOSCALING_PROJECT") or None,
-            branch=environ.get("LAKEBASE_AUTOSCALING_BRANCH") or None,
-            instance_name=environ.get("LAKEBASE_INSTANCE_NAME") or None,
-        )
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.autoscaling_endpoint or self.project or self.branch or self.instance_name)
-
-    def pool_kwargs(self) -> dict[str, str]:
-        """Arguments for databricks-ai-bridge's LakebasePool (one mode only)."""
-        if self.autoscaling_endpoint:
-            return {"autoscaling_endpoint": self.autoscaling_endpoint}
-        if self.project or self.branch:
-            if not (self.project and self.branch):
-                raise GrantError("Lakebase autoscaling needs both LAKEBASE_AUTOSCALING_PROJECT and LAKEBASE_AUTOSCALING_BRANCH")
-            return {"project": self.project, "branch": self.branch}
-        return {"instance_name": self.instance_name}
-
-
 @contextmanager
-def connect(database_url: str | None, lakebase: LakebaseSettings) -> Iterator[tuple[psycopg.Connection, bool]]:
+def connect(database_url: str | None, lakebase: LakebaseConfig) -> Iterator[tuple[psycopg.Connection, bool]]:
     """Yield ``(connection, is_lakebase)``; the connection autocommits each grant."""
     if database_url:
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -95,13 +69,12 @@ def connect(database_url: str | None, lakebase: LakebaseSettings) -> Iterator[tu
         return
     if not lakebase.configured:
         raise GrantError(
-            "no database configured: set DATABASE_URL, or LAKEBASE_AUTOSCALING_ENDPOINT, or "
-            "LAKEBASE_AUTOSCALING_PROJECT and LAKEBASE_AUTOSCALING_BRANCH, or LAKEBASE_INSTANCE_NAME "
+            f"no database configured: set DATABASE_URL, or {THREE_OPTIONS} "
             "(in the environment or .env; `uv run quickstart` writes them)"
         )
     from databricks_ai_bridge.lakebase import LakebasePool
 
-    pool = LakebasePool(**lakebase.pool_kwargs(), min_size=1, max_size=1)
+    pool = LakebasePool(**lakebase.pool_arguments(), min_size=1, max_size=1)
     try:
         with pool.connection() as conn:
             conn.autocommit = True
@@ -247,10 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load_dotenv(override=False)  # the environment wins over .env
     schemas = args.schemas or [os.environ.get("AGENT_SERVER_DB_SCHEMA") or DEFAULT_SCHEMA]
+    database_url = os.environ.get("DATABASE_URL")
     try:
-        with connect(os.environ.get("DATABASE_URL"), LakebaseSettings.from_env()) as (conn, is_lakebase):
+        # DATABASE_URL wins, as in the server: the Lakebase settings then do not matter.
+        lakebase = LakebaseConfig() if database_url else lakebase_from_environment()
+        with connect(database_url, lakebase) as (conn, is_lakebase):
             grant_all(conn, args.grantee, schemas, lakebase=is_lakebase)
-    except GrantError as exc:
+    except (GrantError, LakebaseConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except psycopg.errors.InsufficientPrivilege as exc:

@@ -1,5 +1,5 @@
 """The checks preflight runs against a live server, one per request pattern of
-the HTTP contract (/work/shared/docs/PROTOCOL.md, in the README as "The
+the HTTP contract (docs/protocol.md, in the README as "The
 three request patterns"), plus resume and cancel.
 
 Each check returns a :class:`CheckResult`; none raises, so one failure never

@@ -1,12 +1,19 @@
-"""Helpers for tests that run real server processes on 127.0.0.1."""
+"""Helpers shared by the tests: real server processes on 127.0.0.1, SSE
+reading, and direct access to the engine's database."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from agent_server.long_running.database import Database, DatabaseTarget
+from agent_server.long_running.models import Status
+from agent_server.long_running.queries import Queries
+from agent_server.long_running.store import Store
 
 # One implementation of "a server in a child process", shared with the scripts.
 from scripts.server_process import PROJECT_ROOT, ServerProcess, free_port  # noqa: E402,F401
@@ -35,8 +42,6 @@ def agent_server_process(variant: str, log_dir: Path, env: dict[str, str], *args
 
 def iter_sse(lines):
     """Frames of an SSE body as they arrive: dicts for JSON data, '[DONE]' for the end."""
-    import json
-
     for line in lines:
         if line.startswith("data: "):
             payload = line[len("data: "):]
@@ -70,8 +75,20 @@ def wait_for_status(client: httpx.Client, url: str, statuses: set[str], timeout:
 
 def read_records(path: Path) -> list[dict]:
     """The synthetic agent's invocation record (one JSON object a line)."""
-    import json
-
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def open_database(pg_url: str, schema: str) -> Database:
+    """The engine's database layer on ``schema`` (created and migrated), as a worker opens it."""
+    db = Database(target=DatabaseTarget("url", url=pg_url), queries=Queries(schema), statement_timeout_ms=5000)
+    await db.open()
+    return db
+
+
+async def insert_response(store: Store, rid: str, status: Status = Status.IN_PROGRESS) -> None:
+    """A response row with event 0, as an accepted request leaves it."""
+    await store.insert_response(response_id=rid, owner="", status=status, worker_id="w", created_at=time.time(),
+                                request={"input": []}, request_headers={}, model="m",
+                                created_event=json.dumps({"type": "response.created"}))

@@ -238,10 +238,11 @@ def test_background_and_stream_then_reconnect(server, client):
     deltas = [e for e in events if e.type == "response.output_text.delta"]
     assert "".join(d.delta for d in deltas) == final.output_text
     assert final.output[1].output in final.output_text
-    # Placeholder ids were replaced by the real response id before storing.
+    # Placeholder ids were replaced before storing, and each item has an id of its own.
     raw = json.dumps([e.model_dump() for e in events])
     assert not any(p in raw for p in NO_PLACEHOLDERS)
-    assert {d.item_id for d in deltas} == {final.output[2].id} == {response_id}
+    assert {d.item_id for d in deltas} == {final.output[2].id}
+    assert len({item.id for item in final.output}) == 3 and response_id not in {item.id for item in final.output}
 
     # A client that dropped after event 3 gets exactly the rest.
     replay = list(client.responses.retrieve(response_id, stream=True, starting_after=3))

@@ -11,7 +11,7 @@ from scripts.server_process import PROJECT_ROOT
 
 def test_bench_quick_accept_and_first_event_run_and_report_the_floor():
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.bench", "--quick", "--only", "accept,first_event"],
+        [sys.executable, "-m", "bench.benchmark", "--quick", "--only", "accept,first_event"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -228,6 +228,19 @@ def test_unknown_role_and_missing_configuration_are_clear_errors(local_db, monke
     monkeypatch.delenv("DATABASE_URL")
     assert grant.main(["someone"]) == 1
     assert "no database configured" in capsys.readouterr().err
+    # Half a Lakebase autoscaling setting: the server's own message, naming what is missing.
+    monkeypatch.setenv("LAKEBASE_AUTOSCALING_PROJECT", "p")
+    assert grant.main(["someone"]) == 1
+    assert "LAKEBASE_AUTOSCALING_PROJECT is set ('p') but LAKEBASE_AUTOSCALING_BRANCH is missing" in (
+        capsys.readouterr().err)
+
+
+def test_database_url_wins_over_lakebase_settings(local_db, role, db_schema, monkeypatch):
+    """As in the server: with DATABASE_URL set, even a half-set Lakebase setting is ignored."""
+    name, _ = role
+    run_engine_setup(local_db, db_schema)
+    monkeypatch.setenv("LAKEBASE_AUTOSCALING_BRANCH", "b")
+    assert grant.main([name, "--schema", db_schema]) == 0
 
 
 def test_rejects_bad_schema_names(capsys):
@@ -270,7 +283,7 @@ def test_a_server_running_as_the_role_works_only_after_the_grants(local_db, role
         "SYNTHETIC_SERVER_KWARGS": json.dumps({"database_url": role_url, "db_schema": db_schema}),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
     }
-    argv = python_argv("-m", "tests.serve_synthetic")
+    argv = python_argv("-m", "bench.synthetic_server")
     with ServerProcess(argv, env=env, log_path=tmp_path / "before.log") as server:
         health = httpx.get(f"{server.base_url}/health", timeout=10).json()
         assert health["database"]["status"] != "connected"

@@ -12,7 +12,7 @@ import psycopg
 from agent_server.long_running.group_commit import GroupCommit
 from agent_server.long_running.models import Status
 from agent_server.long_running.store import Finish, Store
-from tests.test_storage import _insert, _open
+from tests.support import insert_response, open_database
 
 
 class _CountingStore(Store):
@@ -43,10 +43,10 @@ def _rows(first: int, count: int, text: str = "x") -> list[tuple[int, str, str]]
 async def _one_statement_at_a_time(pg_url: str, schema: str, responses: int):
     """A counting store with ``responses`` running responses, and a group commit that
     sends one statement at a time (so what arrives meanwhile is grouped deterministically)."""
-    db = await _open(pg_url, schema)
+    db = await open_database(pg_url, schema)
     store = _CountingStore(db)
     for n in range(responses):
-        await _insert(store, _rid(n), Status.IN_PROGRESS)
+        await insert_response(store, _rid(n), Status.IN_PROGRESS)
     return db, store, GroupCommit(store, max_in_flight=1)
 
 
@@ -96,10 +96,10 @@ def test_many_slow_streams_share_statements(pg_url, db_schema, sql):
     """200 attempts appending 5 batches each, concurrently: every event stored, in
     order, in far fewer statements than batches."""
     async def main():
-        db = await _open(pg_url, db_schema)
+        db = await open_database(pg_url, db_schema)
         store = _CountingStore(db)
         for n in range(200):
-            await _insert(store, _rid(n), Status.IN_PROGRESS)
+            await insert_response(store, _rid(n), Status.IN_PROGRESS)
         commits = GroupCommit(store)
 
         async def stream(n: int):
@@ -118,10 +118,10 @@ def test_many_slow_streams_share_statements(pg_url, db_schema, sql):
 
 def test_a_grouped_statement_notifies_only_the_watched_responses(pg_url, db_schema):
     async def main():
-        db = await _open(pg_url, db_schema)
+        db = await open_database(pg_url, db_schema)
         store = Store(db)
         for n in range(3):
-            await _insert(store, _rid(n), Status.IN_PROGRESS)
+            await insert_response(store, _rid(n), Status.IN_PROGRESS)
         await store.watch_response(_rid(1), 60)
         owned = await store.append_events([(_rid(n), 1, _rows(1, 4)) for n in range(3)])
         await db.close()

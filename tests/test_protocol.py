@@ -1,5 +1,5 @@
-"""PROTOCOL.md, rule by rule, over real HTTP against a real server process
-and the embedded PostgreSQL. The synthetic agent (tests/synthetic_agent.py)
+"""The protocol (docs/protocol.md), rule by rule, over real HTTP against a real server process
+and the embedded PostgreSQL. The synthetic agent (bench/synthetic_agent.py)
 does what each request's ``custom_inputs`` says."""
 
 from __future__ import annotations
@@ -55,8 +55,15 @@ def test_background_stream_is_the_event_log(client):
     assert events[0]["type"] == "response.created"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert all(e["response_id"] == rid for e in events)
-    assert [e["type"] for e in events[1:5]] == ["response.output_text.delta"] * 4
-    assert events[-2]["type"] == "response.output_item.done"
+    assert [e["type"] for e in events[1:]] == [
+        "response.in_progress", "response.output_item.added", "response.content_part.added",
+        *["response.output_text.delta"] * 4,
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.completed"]
+    item_id = events[2]["item"]["id"]
+    assert item_id.startswith("msg_") and item_id != rid
+    assert {e["item_id"] for e in events[3:9]} == {item_id}
+    assert all(e["output_index"] == 0 for e in events[2:10])
     assert events[-1]["type"] == "response.completed"
     assert events[-1]["response"]["status"] == "completed"
     assert output_text(events[-1]["response"]) == "delta-0 delta-1 delta-2 delta-3 "
@@ -72,24 +79,47 @@ def test_starting_after_returns_strictly_later_events(client, cursor):
     wait_for_status(client, f"/responses/{rid}", TERMINAL)
     frames = stream_frames(client, "GET", f"/responses/{rid}", params={"stream": "true", "starting_after": cursor})
     numbers = [f["sequence_number"] for f in frames[:-1]]
-    assert numbers == list(range(cursor + 1, 8))  # 0 created, 1-5 deltas, 6 item, 7 completed
+    # 0 created, 1 in_progress, 2 item added, 3 part added, 4-8 deltas, 9 text done, 10 part done,
+    # 11 item done, 12 completed
+    assert numbers == list(range(cursor + 1, 13))
     assert frames[-1] == "[DONE]"
 
 
 def test_tailing_from_the_start_sees_live_events_then_the_end(client):
     rid = create(client, deltas=5, pause=0.1)["id"]
     frames = stream_frames(client, "GET", f"/responses/{rid}", params={"stream": "true"})
-    assert [f["sequence_number"] for f in frames[:-1]] == list(range(8))
+    assert [f["sequence_number"] for f in frames[:-1]] == list(range(13))
     assert frames[-2]["type"] == "response.completed"
 
 
-def test_standard_requests_behave_like_mlflow(client):
-    body = {"input": [{"role": "user", "content": "hi"}], "custom_inputs": {"deltas": 2}}
-    result = client.post("/responses", json=body).json()
+def test_standard_requests_answer_a_stored_response_object(client):
+    body = {"input": [{"role": "user", "content": "hi"}], "custom_inputs": {"deltas": 2}, "metadata": {"k": "v"}}
+    answer = client.post("/responses", json=body)
+    result = answer.json()
+    assert answer.headers["x-response-stored"] == "true"
     assert output_text(result) == "delta-0 delta-1 "
+    assert (result["object"], result["status"], result["background"]) == ("response", "completed", False)
+    assert result["metadata"]["k"] == "v"
+    assert client.get(f"/responses/{result['id']}").json() == result
     frames = stream_frames(client, "POST", "/responses", json={**body, "stream": True})
     assert frames[-1] == "[DONE]"
-    assert [f["type"] for f in frames[:-1]] == ["response.output_text.delta"] * 2 + ["response.output_item.done"]
+    types = [f["type"] for f in frames[:-1]]
+    assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
+    assert types.count("response.output_text.delta") == 2
+    assert frames[0]["response"]["id"] == frames[-2]["response"]["id"]
+
+
+def test_store_false_answers_without_storing(client):
+    body = {"input": [{"role": "user", "content": "hi"}], "custom_inputs": {"deltas": 2}, "store": False}
+    answer = client.post("/responses", json=body)
+    assert answer.headers["x-response-stored"] == "false"
+    result = answer.json()
+    assert output_text(result) == "delta-0 delta-1 " and result["status"] == "completed"
+    assert client.get(f"/responses/{result['id']}").status_code == 404
+    frames = stream_frames(client, "POST", "/responses", json={**body, "stream": True})
+    assert [f["sequence_number"] for f in frames[:-1]] == list(range(len(frames) - 1))
+    assert frames[-2]["type"] == "response.completed" and frames[-1] == "[DONE]"
+    assert client.post("/responses", json={**body, "background": True}).status_code == 400
 
 
 def test_bare_string_input_is_one_user_message(client):
@@ -204,6 +234,11 @@ def test_identity_isolation(client):
 
 
 def test_trace_id_is_returned_in_metadata(client):
+    # Runs started while tracing still warms up are not traced: wait until /health says it is ready.
+    deadline = time.monotonic() + 120
+    while client.get("/health").json()["tracing"] != "ready":
+        assert time.monotonic() < deadline, "tracing never became ready"
+        time.sleep(0.1)
     rid = create(client, deltas=1)["id"]
     done = wait_for_status(client, f"/responses/{rid}", TERMINAL)
     assert re.fullmatch(r"tr-[0-9a-f]{32}", done["metadata"]["trace_id"])

@@ -13,7 +13,7 @@ from agent_server.long_running.tail import EventTail
 from agent_server.long_running.worker import Worker
 from agent_server.long_running.settings import EngineSettings
 from agent_server.long_running.store import Store
-from tests.test_storage import _open
+from tests.support import open_database
 
 _ITEM = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
          "content": [{"type": "output_text", "text": "done", "annotations": []}]}
@@ -45,7 +45,7 @@ async def _until_status(store: Store, response_id: str, status: Status, timeout:
 
 def test_finished_runs_query_the_queue_only_when_work_may_be_queued(pg_url, db_schema):
     async def main():
-        db = await _open(pg_url, db_schema)
+        db = await open_database(pg_url, db_schema)
         store = _ClaimCountingStore(db)
         release = asyncio.Event()
 
@@ -91,7 +91,7 @@ def test_finished_runs_query_the_queue_only_when_work_may_be_queued(pg_url, db_s
 
 def test_a_clean_shutdown_hands_running_work_to_another_worker_at_once(pg_url, db_schema):
     async def main():
-        db = await _open(pg_url, db_schema)
+        db = await open_database(pg_url, db_schema)
         store = Store(db)
 
         async def execute(lease, writer):
@@ -115,4 +115,4 @@ def test_a_clean_shutdown_hands_running_work_to_another_worker_at_once(pg_url, d
 
     rids, claimed = asyncio.run(main())
     assert sorted(row.response_id for row in claimed) == rids
-    assert {(row.worker_id, row.attempt_number, row.last_sequence) for row in claimed} == {("b", 2, 1)}
+    assert {(row.worker_id, row.attempt_number, row.last_sequence) for row in claimed} == {("b", 2, 2)}  # 1 in_progress, 2 the handler's delta

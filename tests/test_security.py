@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from agent_server.long_running.queries import Queries, _raw_queries
 from agent_server.long_running.settings import EngineSettings
-from scripts import chaos
+from bench import chaos
 from tests.support import stream_frames, wait_for_status
 
 ENGINE = Path(__file__).resolve().parents[1] / "agent_server" / "long_running"
@@ -94,14 +94,14 @@ CASES = [
     # A huge body sent without a Content-Length (chunked) is cut off at the limit too.
     ("POST", "/responses", {"content": iter([b'{"input": "', b"x" * (6 * 1024 * 1024), b"x" * (6 * 1024 * 1024),
                                              b'"}']), "headers": _JSON}, 413, "body_too_large"),
-    # Malformed ids on every id endpoint.
-    *[(method, path.format(rid=bad), {}, 400, "invalid_response_id")
+    # Malformed ids on every id endpoint: unknown, as OpenAI answers, without a database look-up.
+    *[(method, path.format(rid=bad), {}, 404, "response_not_found")
       for bad in ("resp_" + "B" * 32, "resp_" + "a" * 31, "resp_" + "a" * 33, "resp_" + "g" * 32,
                   "resp_" + "a" * 5000, "RESP_" + "a" * 32, "resp_%C3%A9" + "a" * 31, "resp_" + "a" * 31 + "%00",
                   "%27%20OR%20%271%27%3D%271")
       for method, path in (("GET", "/responses/{rid}"), ("POST", "/responses/{rid}/cancel"),
                            ("DELETE", "/responses/{rid}"))],
-    ("GET", "/responses/resp_" + "a" * 31 + "%0A", {"params": {"stream": "true"}}, 400, "invalid_response_id"),
+    ("GET", "/responses/resp_" + "a" * 31 + "%0A", {"params": {"stream": "true"}}, 404, "response_not_found"),
     # An encoded slash makes another path, which no route matches.
     *[(method, "/responses/resp_..%2F..%2Fetc", {}, 404, None) for method in ("GET", "DELETE")],
     # Cursors: huge, signed, non-decimal, padded, empty.
@@ -370,7 +370,7 @@ DEBUG_PATHS = ["/debug", "/debug/vars", "/debug/pprof", "/_debug", "/__debug__",
 
 
 def test_route_table_has_no_debug_or_kill_endpoint(shared_server):
-    import tests.serve_synthetic as serve
+    import bench.synthetic_server as serve
 
     routes = {(method, route.path) for route in serve.app.router.routes
               for method in (getattr(route, "methods", None) or ()) if method != "HEAD"}
@@ -383,6 +383,6 @@ def test_debug_paths_are_not_reachable(client, method):
         response = client.request(method, path)
         assert response.status_code in (400, 404, 405), (method, path, response.status_code)
         assert _is_openai_error(response)
-        if response.status_code == 400:  # /responses/<word> is read as a (malformed) response id
-            assert path.startswith("/responses/") and response.json()["error"]["code"] == "invalid_response_id"
+        if response.status_code == 404 and path.startswith("/responses/"):  # read as an unknown response id
+            assert response.json()["error"]["code"] in ("response_not_found", None)
     chaos.record("debug_probe", chaos.Figures(bad_inputs=len(DEBUG_PATHS)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent_server.long_running import LongRunningAgentServer
-from agent_server.long_running.database import DatabaseUnavailable, LakebaseTarget, resolve_target
+from agent_server.long_running.database import DatabaseUnavailable, resolve_target
+from agent_server.long_running.lakebase_config import LakebaseConfig
 
 
 @pytest.mark.parametrize(
@@ -67,7 +68,7 @@ def test_backend_is_chosen_by_priority(env, backend, fragment):
 
 
 def test_explicit_url_beats_environment():
-    target = resolve_target(database_url="postgresql:///x", lakebase=LakebaseTarget(instance_name="i"),
+    target = resolve_target(database_url="postgresql:///x", lakebase=LakebaseConfig(instance_name="i"),
                             environ={"LAKEBASE_INSTANCE_NAME": "j"})
     assert target.backend == "url"
 
@@ -75,11 +76,20 @@ def test_explicit_url_beats_environment():
 @pytest.mark.parametrize(
     "env,fragment",
     [
-        ({"LAKEBASE_AUTOSCALING_PROJECT": "p"}, "LAKEBASE_AUTOSCALING_BRANCH is not set"),
-        ({"LAKEBASE_AUTOSCALING_BRANCH": "b"}, "LAKEBASE_AUTOSCALING_PROJECT is not set"),
-        ({"DATABRICKS_APP_NAME": "my-app"}, "no database configured for this Databricks App"),
+        ({"LAKEBASE_AUTOSCALING_PROJECT": "p"}, "LAKEBASE_AUTOSCALING_BRANCH is missing"),
+        ({"LAKEBASE_AUTOSCALING_BRANCH": "b"}, "LAKEBASE_AUTOSCALING_PROJECT is missing"),
+        ({"DATABRICKS_APP_NAME": "my-app"}, "No Lakebase database configured for Databricks App 'my-app'"),
     ],
 )
 def test_unusable_database_configuration_says_why(env, fragment):
     with pytest.raises(DatabaseUnavailable, match=fragment):
         resolve_target(database_url=None, lakebase=None, environ=env)
+
+
+def test_constructor_lakebase_arguments_follow_the_same_priority_and_name_themselves():
+    target = resolve_target(database_url=None, environ={"LAKEBASE_INSTANCE_NAME": "from-env"},
+                            lakebase=LakebaseConfig(instance_name="i", autoscaling_project="p", autoscaling_branch="b"))
+    assert target.lakebase == LakebaseConfig(autoscaling_project="p", autoscaling_branch="b")
+    with pytest.raises(DatabaseUnavailable, match="db_project is set \\('p'\\) but db_branch is missing"):
+        resolve_target(database_url=None, lakebase=LakebaseConfig(autoscaling_project="p"), environ={})
+

@@ -15,22 +15,21 @@ import httpx
 import psycopg
 import pytest
 
-from agent_server.long_running.database import Database, DatabaseTarget
 from agent_server.long_running.models import Status
-from agent_server.long_running.queries import Queries
 from agent_server.long_running.store import Store
-from tests.support import ServerProcess, python_argv, stream_frames, wait_for_status
-
-
-async def _open(pg_url: str, schema: str) -> Database:
-    db = Database(target=DatabaseTarget("url", url=pg_url), queries=Queries(schema), statement_timeout_ms=5000)
-    await db.open()
-    return db
+from tests.support import (
+    ServerProcess,
+    insert_response,
+    open_database,
+    python_argv,
+    stream_frames,
+    wait_for_status,
+)
 
 
 def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
     async def main():
-        dbs = await asyncio.gather(*[_open(pg_url, db_schema) for _ in range(4)])
+        dbs = await asyncio.gather(*[open_database(pg_url, db_schema) for _ in range(4)])
         await asyncio.gather(*[db.close() for db in dbs])
 
     asyncio.run(main())
@@ -39,18 +38,12 @@ def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
     assert tables == [("events",), ("responses",), ("schema_migrations",)]
 
 
-async def _insert(store: Store, rid: str, status: Status = Status.IN_PROGRESS) -> None:
-    await store.insert_response(response_id=rid, owner="", status=status, worker_id="w", created_at=time.time(),
-                                request={"input": []}, request_headers={}, model="m",
-                                created_event=json.dumps({"type": "response.created"}))
-
-
 def test_a_batch_is_stored_only_while_the_attempt_owns_the_response(pg_url, db_schema, sql):
     async def main():
-        db = await _open(pg_url, db_schema)
+        db = await open_database(pg_url, db_schema)
         store = Store(db)
         rid = "resp_" + "1" * 32
-        await _insert(store, rid)
+        await insert_response(store, rid)
         owned = (rid, 1) in await store.append_events([(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])])
         # Re-sending the same batch (a commit whose answer was lost) stores nothing twice.
         again = (rid, 1) in await store.append_events([(rid, 1, [(1, "x", "{}"), (2, "x", "{}")])])
@@ -67,10 +60,10 @@ def test_a_batch_is_stored_only_while_the_attempt_owns_the_response(pg_url, db_s
 def test_rows_read_fine_after_a_newer_version_adds_a_column(pg_url, db_schema, sql):
     """A rolling deploy: a newer worker migrated the table; this version still reads its rows."""
     async def main():
-        db = await _open(pg_url, db_schema)
+        db = await open_database(pg_url, db_schema)
         store = Store(db)
         rid = "resp_" + "c" * 32
-        await _insert(store, rid)
+        await insert_response(store, rid)
         sql(f"ALTER TABLE {db_schema}.responses ADD COLUMN added_by_a_later_version integer DEFAULT 7")
         row = await store.get_response(rid, "")
         claimed = await store.claim_stale("w2", stale_seconds=0, timeout_seconds=3600, limit=5)
@@ -84,10 +77,10 @@ def test_rows_read_fine_after_a_newer_version_adds_a_column(pg_url, db_schema, s
 
 def test_retention_deletes_only_old_finished_responses(pg_url, db_schema, sql):
     async def main():
-        db = await _open(pg_url, db_schema)
+        db = await open_database(pg_url, db_schema)
         store = Store(db)
         for rid, status in (("resp_" + "a" * 32, Status.IN_PROGRESS), ("resp_" + "b" * 32, Status.IN_PROGRESS)):
-            await _insert(store, rid, status)
+            await insert_response(store, rid, status)
         await store.finalize("resp_" + "b" * 32, status=Status.CANCELLED)
         sql(f"UPDATE {db_schema}.responses SET updated_at = now() - interval '2 hours'")
         await store.delete_expired(3600)
@@ -126,7 +119,7 @@ def test_a_tail_on_another_process_is_woken_by_notify(start_server, db_schema):
         frames = stream_frames(b, "GET", f"/responses/{rid}", params={"stream": "true"})
         elapsed = time.monotonic() - started
     assert frames[-2]["type"] == "response.completed"
-    assert [f["sequence_number"] for f in frames[:-1]] == list(range(13))
+    assert [f["sequence_number"] for f in frames[:-1]] == list(range(18))  # 10 deltas and 8 grammar events
     assert elapsed < 15, f"the tail waited for polls ({elapsed:.1f}s): NOTIFY did not wake it"
 
 
@@ -181,7 +174,7 @@ def test_tails_attaching_mid_stream_from_another_worker_miss_no_wake_up(start_se
         results = list(pool.map(tail, rids, [0.05 * i for i in range(12)]))
     for frames, elapsed in results:
         assert frames[-1] == "[DONE]" and frames[-2]["type"] == "response.completed"
-        assert [f["sequence_number"] for f in frames[:-1]] == list(range(63))
+        assert [f["sequence_number"] for f in frames[:-1]] == list(range(68))  # 60 deltas and 8 grammar events
         assert elapsed < 10, f"a tail waited {elapsed:.1f}s: a wake-up was lost"
 
 
@@ -191,7 +184,7 @@ def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path):
     env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pgdata"), "DATABASE_URL": "",
            "SYNTHETIC_SERVER_KWARGS": json.dumps({"db_schema": "embedded_test"}),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    argv = python_argv("-m", "tests.serve_synthetic", "--workers", "2")
+    argv = python_argv("-m", "bench.synthetic_server", "--workers", "2")
     with ServerProcess(argv, env=env, log_path=tmp_path / "first.log") as server:
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
             rid = client.post("/responses", json={"input": "x", "background": True}).json()["id"]
@@ -215,7 +208,7 @@ def test_sigterm_to_a_single_worker_server_also_stops_its_embedded_postgres(tmp_
     env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pgdata"), "DATABASE_URL": "",
            "SYNTHETIC_SERVER_KWARGS": json.dumps({"db_schema": "embedded_test"}),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    server = ServerProcess(python_argv("-m", "tests.serve_synthetic"), env=env, log_path=tmp_path / "server.log")
+    server = ServerProcess(python_argv("-m", "bench.synthetic_server"), env=env, log_path=tmp_path / "server.log")
     try:
         server.launch().wait_until_healthy(timeout=90, database=True)
         assert (tmp_path / "pgdata" / "postmaster.pid").exists()

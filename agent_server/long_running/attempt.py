@@ -35,6 +35,9 @@ async def run_attempt(lease: RunLease, writer: AttemptWriter, handler: Handler, 
                     "conversation_id": lease.conversation_id,
                 }
             )
+            for event in lease.seam_events:
+                writer.append(event, output=False)
+        writer.append({"type": "response.in_progress", "response": writer.response(Status.IN_PROGRESS)})
         timeout = asyncio.timeout(max(0.0, lease.deadline - time.time()))
         try:
             async with timeout:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -25,6 +25,12 @@ class RunLease:
     model: str
     next_sequence: int
     conversation_id: str | None = None  # set on resumed attempts
+    metadata: dict[str, str] = field(default_factory=dict)  # the request's, echoed on the Response
+    background: bool = True  # False: a standard request, run (and stored) the same way
+    # Output items are numbered across the whole log: a resumed attempt continues
+    # after the indices earlier attempts used, and first closes the items they left open.
+    first_output_index: int = 0
+    seam_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

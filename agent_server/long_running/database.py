@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -24,6 +24,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from .embedded import DEFAULT_DATA_DIR, EMBEDDED_URL_ENV, EmbeddedPostgres
+from .lakebase_config import (
+    ARGUMENT_NAMES,
+    LakebaseConfig,
+    LakebaseConfigError,
+    choose_lakebase,
+    lakebase_from_environment,
+    require_a_database_on_apps,
+)
 from .queries import Queries
 
 logger = logging.getLogger(__name__)
@@ -33,19 +41,9 @@ class DatabaseUnavailable(RuntimeError):
     """The database is not configured or cannot be reached; the message says why."""
 
 
-@dataclass(frozen=True)
-class LakebaseTarget:
-    instance_name: str | None = None
-    autoscaling_endpoint: str | None = None
-    project: str | None = None
-    branch: str | None = None
-
-    def describe(self) -> str:
-        if self.autoscaling_endpoint:
-            return f"Lakebase autoscaling endpoint {self.autoscaling_endpoint}"
-        if self.branch:
-            return f"Lakebase autoscaling project {self.project} branch {self.branch}"
-        return f"Lakebase instance {self.instance_name}"
+# The name server.py builds the constructor's Lakebase arguments under
+# (positionally: instance, endpoint, project, branch, LakebaseConfig's order).
+LakebaseTarget = LakebaseConfig
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class DatabaseTarget:
 
     backend: str  # "url" | "lakebase" | "embedded"
     url: str | None = None
-    lakebase: LakebaseTarget | None = None
+    lakebase: LakebaseConfig | None = None
     embedded_dir: str | None = None
 
     def describe(self) -> str:
@@ -78,38 +76,31 @@ def _redact(url: str) -> str:
 def resolve_target(
     *,
     database_url: str | None,
-    lakebase: LakebaseTarget | None,
-    environ: os._Environ | dict[str, str] = os.environ,
+    lakebase: LakebaseConfig | None,
+    environ: Mapping[str, str] = os.environ,
 ) -> DatabaseTarget:
-    """Pick the backend from arguments and environment; raise if there is none."""
+    """Pick the backend from arguments and environment; raise if there is none.
+
+    ``lakebase`` holds the constructor's Lakebase arguments; without them the
+    ``LAKEBASE_*`` variables count. Both go through the one Lakebase parser
+    (``lakebase_config``), so its priority and messages apply here too.
+    """
     url = database_url or environ.get("DATABASE_URL")
     if url:
         return DatabaseTarget("url", url=url)
-    if lakebase is None:
-        lakebase = LakebaseTarget(
-            instance_name=environ.get("LAKEBASE_INSTANCE_NAME") or None,
-            autoscaling_endpoint=environ.get("LAKEBASE_AUTOSCALING_ENDPOINT") or None,
-            project=environ.get("LAKEBASE_AUTOSCALING_PROJECT") or None,
-            branch=environ.get("LAKEBASE_AUTOSCALING_BRANCH") or None,
-        )
-    if lakebase.autoscaling_endpoint:
-        return DatabaseTarget("lakebase", lakebase=LakebaseTarget(autoscaling_endpoint=lakebase.autoscaling_endpoint))
-    if lakebase.project or lakebase.branch:
-        if not (lakebase.project and lakebase.branch):
-            missing = "LAKEBASE_AUTOSCALING_BRANCH" if lakebase.project else "LAKEBASE_AUTOSCALING_PROJECT"
-            raise DatabaseUnavailable(f"Lakebase autoscaling needs both project and branch; {missing} is not set")
-        return DatabaseTarget("lakebase", lakebase=LakebaseTarget(project=lakebase.project, branch=lakebase.branch))
-    if lakebase.instance_name:
-        return DatabaseTarget("lakebase", lakebase=LakebaseTarget(instance_name=lakebase.instance_name))
+    try:
+        if lakebase is None:
+            lakebase = lakebase_from_environment(environ)
+        else:
+            lakebase = choose_lakebase(lakebase, ARGUMENT_NAMES)
+        require_a_database_on_apps(lakebase, environ)
+    except LakebaseConfigError as exc:
+        raise DatabaseUnavailable(str(exc)) from None
+    if lakebase.configured:
+        return DatabaseTarget("lakebase", lakebase=lakebase)
     if environ.get(EMBEDDED_URL_ENV):
         # Started by the parent process (see LongRunningAgentServer.run) and shared.
         return DatabaseTarget("embedded", url=environ[EMBEDDED_URL_ENV], embedded_dir=environ.get("EMBEDDED_POSTGRES_DIR"))
-    if environ.get("DATABRICKS_APP_NAME"):
-        raise DatabaseUnavailable(
-            "no database configured for this Databricks App: set LAKEBASE_AUTOSCALING_ENDPOINT, "
-            "or LAKEBASE_AUTOSCALING_PROJECT and LAKEBASE_AUTOSCALING_BRANCH, or LAKEBASE_INSTANCE_NAME "
-            "(see databricks.yml)"
-        )
     return DatabaseTarget("embedded", embedded_dir=str(environ.get("EMBEDDED_POSTGRES_DIR") or DEFAULT_DATA_DIR))
 
 
@@ -169,7 +160,6 @@ class Database:
     async def _make_lakebase_pool(self) -> AsyncConnectionPool:
         from databricks_ai_bridge.lakebase import AsyncLakebasePool
 
-        lb = self.target.lakebase
         timeout_ms = int(self.statement_timeout_ms)
 
         async def configure(conn: AsyncConnection) -> None:
@@ -178,10 +168,7 @@ class Database:
         # Resolving the host calls the workspace API: keep it off the event loop.
         self._lakebase_pool = await asyncio.to_thread(
             AsyncLakebasePool,
-            instance_name=lb.instance_name,
-            autoscaling_endpoint=lb.autoscaling_endpoint,
-            project=lb.project,
-            branch=lb.branch,
+            **self.target.lakebase.pool_arguments(),
             min_size=1,
             max_size=self.pool_max_size,
             configure=configure,

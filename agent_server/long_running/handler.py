@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,6 +13,7 @@ from mlflow.genai.agent_server import get_invoke_function, get_stream_function
 from mlflow.tracing.constant import SpanAttributeKey
 
 from .attempts import RunLease
+from .stream_grammar import StreamGrammar
 from .writer import AttemptWriter
 
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
@@ -27,9 +29,11 @@ class HandlerInvoker:
     ``validator`` is MLflow's ResponsesAgent validator (request in, events out).
     """
 
-    def __init__(self, validator: Any, transform: Transform):
+    def __init__(self, validator: Any, transform: Transform, tracing_ready: Callable[[], bool] = lambda: True):
         self.validator = validator
         self.transform = transform
+        # False while MLflow's first span would still block the event loop for seconds.
+        self.tracing_ready = tracing_ready
 
     async def __call__(self, lease: RunLease, writer: AttemptWriter) -> None:
         """Run one attempt, one trace per attempt, recorded on the writer as soon as it starts."""
@@ -39,26 +43,44 @@ class HandlerInvoker:
             raise RuntimeError("no @stream() or @invoke() handler is registered")
         request = self.validator.validate_and_convert_request(lease.request)
         rid = lease.response_id
-        with mlflow.start_span(name=handler.__name__) as span:
+        grammar = StreamGrammar(rid, first_output_index=lease.first_output_index)
+        traced = self.tracing_ready()
+        with mlflow.start_span(name=handler.__name__) if traced else contextlib.nullcontext() as span:
             # Without a tracking destination MLflow hands out no-op spans.
-            writer.trace_id = span.trace_id if span.trace_id != _NO_OP_TRACE_ID else None
-            span.set_inputs(lease.request)
+            writer.trace_id = span.trace_id if traced and span.trace_id != _NO_OP_TRACE_ID else None
+            if traced:
+                span.set_inputs(lease.request)
             if stream_fn is not None:
                 async for event in _iterate(stream_fn(request)):
                     if not _plain_text_delta(event):
                         event = self.validator.validate_and_convert_result(event, stream=True)
-                    writer.append(self.transform(event, rid))
+                    event = self.transform(event, rid)
+                    _keep_custom_outputs(event, writer)
+                    for normalised in grammar.feed(event):
+                        writer.append(normalised)
                     await writer.wait_for_room()
             else:
                 result = invoke_fn(request)
                 if inspect.isawaitable(result):
                     result = await result
                 result = self.validator.validate_and_convert_result(result)
-                for index, item in enumerate(result.get("output") or []):
-                    event = {"type": "response.output_item.done", "output_index": index, "item": item}
-                    writer.append(self.transform(event, rid))
-            span.set_attribute(SpanAttributeKey.MESSAGE_FORMAT, "openai")
-            span.set_outputs({"output": writer.output_items})
+                _keep_custom_outputs(result, writer)
+                for item in result.get("output") or []:
+                    event = self.transform({"type": "response.output_item.done", "item": item}, rid)
+                    for normalised in grammar.feed(event):
+                        writer.append(normalised)
+            for normalised in grammar.close_open():
+                writer.append(normalised)
+            if traced:
+                span.set_attribute(SpanAttributeKey.MESSAGE_FORMAT, "openai")
+                span.set_outputs({"output": writer.output_items})
+
+
+def _keep_custom_outputs(event_or_result: dict, writer: AttemptWriter) -> None:
+    """MLflow's ``custom_outputs`` (on an invoke result or a stream event) end up on the Response."""
+    custom = event_or_result.get("custom_outputs")
+    if isinstance(custom, dict):
+        writer.custom_outputs = {**(writer.custom_outputs or {}), **custom}
 
 
 def _plain_text_delta(event: Any) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from .errors import ApiError
+from .errors import ApiError, not_found
 
 RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{32}$")
 MAX_SEQUENCE = 2**31 - 1
@@ -42,9 +42,9 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
 
 
 def check_response_id(response_id: str) -> None:
+    """An id this server cannot have made is unknown (404, as OpenAI answers), found without a look-up."""
     if not RESPONSE_ID.match(response_id):
-        raise ApiError(400, f"Invalid response id '{response_id[:80]}': expected 'resp_' followed by "
-                       "32 lowercase hex digits.", code="invalid_response_id", param="response_id")
+        raise not_found(response_id[:80] + ("…" if len(response_id) > 80 else ""))
 
 
 def _reject_constant(name: str) -> float:
@@ -94,3 +94,75 @@ def cursor(value: str | None) -> int | None:
                        f"got {value[:40]!r}.", code="invalid_parameter", param="starting_after")
     return int(value)
 
+
+
+# ----- Responses request fields ------------------------------------------------
+
+#: Passed to the handler as MLflow's request model has them; the bundled agents do not read them.
+HANDLER_FIELDS = frozenset({"temperature", "top_p", "tools", "tool_choice", "max_output_tokens",
+                            "parallel_tool_calls", "user", "truncation", "reasoning", "text"})
+#: Accepted and ignored: they describe OpenAI's own models or outputs, not this agent.
+IGNORED_FIELDS = frozenset({"model", "include", "stream_options", "service_tier", "prompt_cache_key",
+                            "safety_identifier", "top_logprobs", "max_tool_calls", "prompt",
+                            "databricks_options"})
+#: Not supported: refused, so a client never believes they took effect.
+REFUSED_FIELDS = {
+    "previous_response_id": "Continuing a stored response is not supported by this server yet; send the "
+                            "whole conversation in 'input'.",
+    "conversation": "Conversations are not supported by this server yet; send the whole conversation in 'input'.",
+}
+MLFLOW_FIELDS = frozenset({"input", "custom_inputs", "context", "metadata", "store", "instructions"})
+
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+
+
+def check_metadata(metadata: Any) -> None:
+    """OpenAI's limits: up to 16 string pairs, keys up to 64 characters, values up to 512."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise ApiError(400, f"'metadata' must be an object of string keys and values, got "
+                       f"{type(metadata).__name__}.", code="invalid_metadata", param="metadata")
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise ApiError(400, f"'metadata' has {len(metadata)} keys; at most {MAX_METADATA_PAIRS} are allowed.",
+                       code="invalid_metadata", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise ApiError(400, f"metadata key '{key[:80]}' is {len(key)} characters long; at most "
+                           f"{MAX_METADATA_KEY} are allowed.", code="invalid_metadata", param=f"metadata.{key[:80]}")
+        if not isinstance(value, str):
+            raise ApiError(400, f"metadata['{key}'] must be a string, got {type(value).__name__}.",
+                           code="invalid_metadata", param=f"metadata.{key}")
+        if len(value) > MAX_METADATA_VALUE:
+            raise ApiError(400, f"metadata['{key}'] is {len(value)} characters long; at most "
+                           f"{MAX_METADATA_VALUE} are allowed.", code="invalid_metadata", param=f"metadata.{key}")
+
+
+def request_fields(data: dict[str, Any]) -> tuple[dict[str, Any], bool, list[str]]:
+    """Sort a Responses request body's fields: ``(what the handler gets, store, ignored field names)``.
+
+    ``instructions`` become a leading system message; a bare string ``input`` one user message.
+    """
+    for name, reason in REFUSED_FIELDS.items():
+        if data.get(name) is not None:
+            raise ApiError(400, reason, code="unsupported_parameter", param=name)
+    check_metadata(data.get("metadata"))
+    store = flag(data.get("store"), "store") if data.get("store") is not None else True
+    if data.get("model") is not None and not isinstance(data["model"], str):
+        raise ApiError(400, f"'model' must be a string, got {type(data['model']).__name__}.",
+                       code="invalid_parameter", param="model")
+    ignored = sorted(k for k in data if k not in MLFLOW_FIELDS and k not in HANDLER_FIELDS)
+    handler_data = {k: v for k, v in data.items() if k in MLFLOW_FIELDS or k in HANDLER_FIELDS}
+    handler_data.pop("store", None)
+    if isinstance(handler_data.get("input"), str):
+        handler_data["input"] = [{"role": "user", "content": handler_data["input"]}]
+    instructions = handler_data.pop("instructions", None)
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise ApiError(400, f"'instructions' must be a string, got {type(instructions).__name__}.",
+                           code="invalid_parameter", param="instructions")
+        items = handler_data.get("input")
+        handler_data["input"] = [{"role": "system", "content": instructions}, *(items if isinstance(items, list) else [])]
+    return handler_data, store, ignored

@@ -48,6 +48,8 @@ class ResponseRow:
     error: dict[str, Any] | None
     trace_id: str | None
     watched_until: datetime | None  # a tail in another process wants NOTIFYs until then
+    background: bool = True  # False: a standard request, stored so it can be retrieved
+    custom_outputs: dict[str, Any] | None = None
     # Number of its last stored event. Statements that lock the row leave it out (their
     # snapshot may predate a batch committed just before the lock) and the store reads it
     # in a new statement; -1 until then.

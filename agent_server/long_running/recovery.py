@@ -23,11 +23,12 @@ from .attempts import RunLease
 from .models import ResponseRow, Status
 from .settings import EngineSettings
 from .store import Store
+from .stream_grammar import Seam, seam_after
 
 logger = logging.getLogger(__name__)
 
 # Events the server writes itself; the handler never produced them.
-_SERVER_EVENTS = {"response.created", "response.resumed"}
+_SERVER_EVENTS = {"response.created", "response.in_progress", "response.resumed"}
 _LOG_FIELDS = ("sequence_number", "response_id")
 
 
@@ -77,10 +78,14 @@ def resume_request(
 
 
 def lease_for(row: ResponseRow, request: dict[str, Any], headers: dict[str, str], conversation_id: str | None,
-              task_timeout_seconds: float) -> RunLease:
+              task_timeout_seconds: float, seam: Seam | None = None) -> RunLease:
     """The lease of the attempt a claim just gave this worker."""
     started = (row.started_at or row.created_at).timestamp()
     return RunLease(
+        metadata=row.request.get("metadata") or {},
+        background=row.background,
+        first_output_index=seam.next_output_index if seam else 0,
+        seam_events=seam.closing_events if seam else [],
         response_id=row.response_id,
         attempt_number=row.attempt_number,
         request=request,
@@ -110,7 +115,8 @@ async def resumed_lease(store: Store, row: ResponseRow, settings: EngineSettings
     prior = await store.prior_events(row.response_id, row.attempt_number)
     request, conversation_id = resume_request(row.request, prior, row.attempt_number, row.response_id)
     logger.info("Claimed stale %s: resuming as attempt %d", row.response_id, row.attempt_number)
-    return lease_for(row, request, dict(row.request_headers), conversation_id, settings.task_timeout_seconds)
+    return lease_for(row, request, dict(row.request_headers), conversation_id, settings.task_timeout_seconds,
+                     seam_after(prior, row.response_id))
 
 
 async def fail_timed_out_runs(store: Store, task_timeout_seconds: float) -> None:

@@ -23,24 +23,38 @@ def build_response(
     attempt_number: int,
     error: dict[str, Any] | None = None,
     trace_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+    background: bool = True,
+    custom_outputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The Response object in OpenAI's shape (the fields its clients require), plus MLflow's
+    ``custom_outputs`` and our ``attempt_number``."""
+    response = {
         "id": response_id,
         "object": "response",
         "created_at": int(created_at),
         "status": status.value,
-        "background": True,
+        "background": background,
         "model": model,
         "output": output,
         "error": error,
         "incomplete_details": None,  # no run ends incomplete (there is no output-token limit)
-        "metadata": {"trace_id": trace_id} if trace_id else {},
+        # The user's keys, and beside them the MLflow trace of the attempt that finished.
+        "metadata": {**(metadata or {}), **({"trace_id": trace_id} if trace_id else {})},
+        # Required by OpenAI's schema; the engine does not pass tools to the agent.
+        "tools": [],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
         "attempt_number": attempt_number,
     }
+    if custom_outputs is not None:
+        response["custom_outputs"] = custom_outputs
+    return response
 
 
 def response_from_row(row: ResponseRow, output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The Response object for a stored row; ``output`` overrides the stored one (in-flight runs)."""
+    request = row.request or {}
     return build_response(
         response_id=row.response_id,
         created_at=row.created_at.timestamp(),
@@ -50,6 +64,9 @@ def response_from_row(row: ResponseRow, output: list[dict[str, Any]] | None = No
         attempt_number=row.attempt_number,
         error=row.error,
         trace_id=row.trace_id,
+        metadata=request.get("metadata"),
+        background=row.background,
+        custom_outputs=row.custom_outputs,
     )
 
 

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
@@ -32,11 +33,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from mlflow.genai.agent_server import AgentServer, set_request_headers
 
 from . import http_input
-from .attempts import LocalAttempts
+from .attempts import LocalAttempts, RunLease
 from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTarget, resolve_target
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
 from .handler import HandlerInvoker
+from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .models import Status
 from .queries import Queries
@@ -44,12 +46,13 @@ from .response_object import response_from_row
 from .settings import EngineSettings
 from .store import Store
 from .tail import EventTail
-from .tracing import warm_up_tracing
+from .tracing import TracingWarmUp
+from .unstored import run_unstored
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
 
-_RETURN_TRACE_HEADER = "x-mlflow-return-trace-id"
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @dataclass
@@ -126,6 +129,8 @@ class LongRunningAgentServer(AgentServer):
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
         super().__init__(agent_type, enable_chat_proxy=enable_chat_proxy)
+        self._tracing = TracingWarmUp()
+        self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready)
         install_error_handlers(self.app)
         self.app.router.lifespan_context = self._lifespan
 
@@ -140,20 +145,17 @@ class LongRunningAgentServer(AgentServer):
     @asynccontextmanager
     async def _lifespan(self, _app):
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
-        warm_up = asyncio.create_task(asyncio.to_thread(warm_up_tracing), name="tracing-warm-up")
+        self._tracing.start()
         # Wait for the first attempt, so a healthy server accepts background work at once.
         try:
             await asyncio.wait_for(asyncio.shield(self._first_connect_done()), timeout=30)
         except TimeoutError:
             logger.warning("Database not ready after 30s; background mode answers 503 until it is")
-        # And for the tracing warm-up: otherwise the first traced run would build
-        # MLflow's store on the event loop and stall heartbeats for seconds.
-        await asyncio.wait([warm_up], timeout=30)
         try:
             yield
         finally:
             connector.cancel()
-            await asyncio.gather(connector, warm_up, return_exceptions=True)
+            await asyncio.gather(connector, self._tracing.stop(), return_exceptions=True)
             if self._engine is not None:
                 engine, self._engine = self._engine, None
                 await engine.worker.close()
@@ -196,7 +198,7 @@ class LongRunningAgentServer(AgentServer):
         attempts = LocalAttempts()
         tail = EventTail(store, self.settings.poll_interval_seconds, runs_here=attempts.__contains__)
         worker = Worker(store=store, tail=tail, settings=self.settings, worker_id=self.worker_id,
-                        handler=HandlerInvoker(self.validator, self.transform_stream_event), attempts=attempts)
+                        handler=self._handler, attempts=attempts)
         db.subscribe(db.queries.events_channel, tail.on_notify)
         db.subscribe(db.queries.control_channel, worker.on_control)
         db.on_listener_reconnect(tail.wake_all)
@@ -224,6 +226,16 @@ class LongRunningAgentServer(AgentServer):
         @self.app.get("/responses/{response_id}")
         async def retrieve(response_id: str, request: Request):
             return await self._retrieve(response_id, request)
+
+        @self.app.get("/responses/{response_id}/input_items")
+        async def input_items(response_id: str, request: Request):
+            engine, owner = self._engine_and_owner(response_id, request)
+            row = await engine.store.get_response(response_id, owner)
+            if row is None:
+                raise not_found(response_id)
+            params = request.query_params
+            return list_input_items(row.request, response_id, limit=params.get("limit"), after=params.get("after"),
+                                    order=params.get("order"))
 
         @self.app.post("/responses/{response_id}/cancel")
         async def cancel(response_id: str, request: Request):
@@ -267,6 +279,8 @@ class LongRunningAgentServer(AgentServer):
             "status": "healthy" if database["status"] == "connected" else "degraded",
             "database": database,
             "background_mode": database["status"] == "connected",
+            # Runs that start while MLflow tracing warms up (seconds after start-up) are not traced.
+            "tracing": "ready" if self._tracing.done else "warming_up",
             "worker": {
                 "id": self.worker_id,
                 "running": engine.worker.running_count if engine else 0,
@@ -282,41 +296,90 @@ class LongRunningAgentServer(AgentServer):
         data = await http_input.read_json_body(request, self.settings.max_request_bytes)
         background = http_input.flag(data.pop("background", None), "background")
         stream = http_input.flag(data.pop("stream", None), "stream")
-        if isinstance(data.get("input"), str):
-            # The OpenAI API accepts a bare string as one user message.
-            data["input"] = [{"role": "user", "content": data["input"]}]
+        data, store, ignored = http_input.request_fields(data)
+        if background and not store:
+            raise ApiError(400, "A background response must be stored: drop 'store': false, or 'background'.",
+                           code="invalid_parameter", param="store")
         try:
             request_data = self.validator.validate_and_convert_request(data)
         except ValueError as exc:
             raise ApiError(400, f"Invalid request body: {str(exc)[:2000]}", code="invalid_request") from None
-        if background:
-            return await self._start_background(request_data, stream, headers)
-        return_trace_id = headers.get(_RETURN_TRACE_HEADER, "").lower() == "true"
-        if stream:
-            return await self._handle_stream_request(request_data, return_trace_id)
-        return await self._handle_invoke_request(request_data, return_trace_id)
-
-    async def _start_background(self, request_data, stream: bool, headers: dict[str, str]):
-        engine = self._require_engine()
-        response_id = f"resp_{uuid.uuid4().hex}"
         request_dict = request_data.model_dump(mode="json", exclude_none=True)
         http_input.check_storable(request_dict)
+        answer_headers = {"x-ignored-fields": ",".join(ignored)} if ignored else {}
+        if background:
+            engine = self._require_engine()
+            response_id = await self._submit(engine, request_dict, headers, background=True)
+            if stream:
+                return self._sse(engine, response_id, owner_of(headers), after=-1, headers=answer_headers)
+            row = await engine.store.get_response(response_id, owner_of(headers))
+            return JSONResponse(response_from_row(row), headers=answer_headers)
+        return await self._standard(request_dict, stream, headers, store, answer_headers)
+
+    async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *, background: bool) -> str:
+        response_id = f"resp_{uuid.uuid4().hex}"
         try:
-            response = await engine.worker.submit(
+            await engine.worker.submit(
                 response_id=response_id,
                 owner=owner_of(headers),
                 request=request_dict,
                 headers=headers,
                 stored_headers=storable_headers(headers),
                 model=self.model_name,
+                background=background,
             )
         except Exception as exc:
-            logger.exception("Could not store background response")
+            logger.exception("Could not store the response")
             raise ApiError(503, f"Background mode is unavailable: the database rejected the request ({exc}).",
                            code="background_unavailable") from None
+        return response_id
+
+    async def _standard(self, request_dict: dict, stream: bool, headers: dict[str, str], store: bool,
+                        answer_headers: dict[str, str]):
+        """A standard request: stored and run by the engine like a background one (so it can be
+        retrieved and survives a crash), answered when it ends; unstored if asked, or if no database."""
+        engine = self._engine if store else None
+        if engine is not None:
+            try:
+                response_id = await self._submit(engine, request_dict, headers, background=False)
+            except ApiError:
+                engine = None  # a standard request never depends on the database: answer unstored
+        stored_headers = {**answer_headers, "x-response-stored": "true" if engine is not None else "false"}
+        owner = owner_of(headers)
+        if engine is not None:
+            if stream:
+                return self._sse(engine, response_id, owner, after=-1, headers=stored_headers)
+            final = await self._final_response(engine, response_id, owner)
+            return JSONResponse(final, headers=stored_headers)
+        lease = RunLease(response_id=f"resp_{uuid.uuid4().hex}", attempt_number=1, request=request_dict,
+                         headers=headers, created_at=time.time(),
+                         deadline=time.time() + self.settings.task_timeout_seconds, model=self.model_name,
+                         next_sequence=0, metadata=request_dict.get("metadata") or {}, background=False)
+        events = run_unstored(lease, self._handler)
         if stream:
-            return self._sse(engine, response_id, owner_of(headers), after=-1)
-        return JSONResponse(response)
+            async def frames() -> AsyncIterator[str]:
+                async with aclosing(events) as stream_events:
+                    async for data in stream_events:
+                        yield f"data: {data}\n\n"
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **stored_headers})
+        last = None
+        async with aclosing(events) as stream_events:
+            async for data in stream_events:
+                last = data
+        return JSONResponse(json.loads(last)["response"], headers=stored_headers)
+
+    async def _final_response(self, engine: _Engine, response_id: str, owner: str) -> dict[str, Any]:
+        """Wait for a stored response's terminal event; its Response object."""
+        async def exists() -> bool:
+            return await engine.store.get_response(response_id, owner) is not None
+
+        async with aclosing(engine.tail.tail_batches(response_id, 0, exists)) as batches:
+            async for batch in batches:
+                if batch and batch[-1].is_terminal:
+                    return json.loads(batch[-1].data)["response"]
+        raise not_found(response_id)  # deleted while it ran
 
     # ----- GET /responses/{id} -----------------------------------------------
 
@@ -340,14 +403,15 @@ class LongRunningAgentServer(AgentServer):
                 # The client already has the terminal event (it lost only [DONE]): there is nothing
                 # after it, so end now; tailing would wait forever for an event that never comes.
                 return StreamingResponse(iter(["data: [DONE]\n\n"]), media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                         headers=_SSE_HEADERS)
             return self._sse(engine, response_id, owner, after)
         output = None
         if not row.status.is_terminal and row.attempt_number > 0:
             output = await engine.store.attempt_output_items(response_id, row.attempt_number)
         return response_from_row(row, output)
 
-    def _sse(self, engine: _Engine, response_id: str, owner: str, after: int) -> StreamingResponse:
+    def _sse(self, engine: _Engine, response_id: str, owner: str, after: int,
+             headers: dict[str, str] | None = None) -> StreamingResponse:
         async def exists() -> bool:
             return await engine.store.get_response(response_id, owner) is not None
 
@@ -367,8 +431,7 @@ class LongRunningAgentServer(AgentServer):
                 yield f"data: {json.dumps(gone)}\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(frames(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **(headers or {})})
 
     # ----- CLI -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ class Finish:
     error: dict[str, Any] | None
     trace_id: str | None
     events: Sequence[tuple[int, str, str]]  # unflushed (sequence_number, type, data), the terminal one last
+    custom_outputs: dict[str, Any] | None = None
     # False: the owning attempt's own final write. True: a cancel or time-out decided
     # outside the owner, which wakes every listener and tells the owner to stop.
     external: bool = False
@@ -68,6 +69,7 @@ class Store:
         request_headers: dict[str, str],
         model: str,
         created_event: str,
+        background: bool = True,
     ) -> None:
         await self._one(
             self.q.insert_response,
@@ -82,6 +84,7 @@ class Store:
                 "request_headers": Jsonb(request_headers),
                 "model": model,
                 "created_event": created_event,
+                "background": background,
                 "control_channel": self.q.control_channel,
             },
         )
@@ -157,6 +160,7 @@ class Store:
             "outputs": [Jsonb(f.output) for f in finishes],
             "errors": [_jsonb_or_none(f.error) for f in finishes],
             "trace_ids": [f.trace_id for f in finishes],
+            "custom_outputs": [_jsonb_or_none(f.custom_outputs) for f in finishes],
             "externals": [f.external for f in finishes],
             "event_response_ids": [f.response_id for f in finishes for _ in f.events],
             **_event_columns([row for f in finishes for row in f.events]),
@@ -199,7 +203,7 @@ class Store:
                 self.q.attempt_output_items,
                 {"response_id": response_id, "attempt_number": row.attempt_number},
             )
-            output = [_item(r["data"]) for r in await items.fetchall()]
+            output = _output_items(await items.fetchall())
             sequence_number = row.last_sequence + 1
             final = replace(row, status=status, output=output, error=error, last_sequence=sequence_number)
             data = event_json(terminal_event(response_from_row(final)), sequence_number, response_id)
@@ -217,7 +221,7 @@ class Store:
         records = await self._all(
             self.q.attempt_output_items, {"response_id": response_id, "attempt_number": attempt_number}
         )
-        return [_item(r["data"]) for r in records]
+        return _output_items(records)
 
     async def prior_events(self, response_id: str, attempt_number: int) -> list[str]:
         """Events of every attempt before ``attempt_number``, as stored JSON."""
@@ -247,8 +251,11 @@ class Store:
         await self._run(self.q.delete_expired, {"retention_seconds": float(retention_seconds)})
 
 
-def _item(event_data: str) -> dict[str, Any]:
-    return json.loads(event_data)["item"]
+def _output_items(records) -> list[dict[str, Any]]:
+    """Output items of an attempt's ``output_item.done`` events; the ones it closed for an
+    earlier attempt (status incomplete, see stream_grammar.seam_after) are not its output."""
+    items = [json.loads(r["data"])["item"] for r in records]
+    return [item for item in items if item.get("status") != "incomplete"]
 
 
 def _event_columns(rows: Sequence[tuple[int, str, str]]) -> dict[str, list]:

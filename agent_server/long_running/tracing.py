@@ -1,15 +1,43 @@
 """MLflow tracing warm-up.
 
 MLflow builds its tracking store and tracer provider on the first span, which
-takes seconds and would block the event loop inside the first background run.
-Doing it once in a thread at start-up makes that first span cheap.
+takes seconds and would block the event loop inside the first run. It is done
+once in a thread after start-up; runs that start before it has finished run
+untraced rather than wait (``TracingWarmUp.ready``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 logger = logging.getLogger(__name__)
+
+
+class TracingWarmUp:
+    """Warms MLflow tracing up in a thread; ``ready`` says whether spans are cheap yet."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task | None = None
+        self._untraced_logged = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(asyncio.to_thread(warm_up_tracing), name="tracing-warm-up")
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def ready(self) -> bool:
+        done = self.done
+        if not done and not self._untraced_logged:
+            self._untraced_logged = True
+            logger.info("MLflow tracing is still warming up; runs started until then are not traced")
+        return done
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def warm_up_tracing() -> None:

@@ -126,8 +126,9 @@ class Worker:
         headers: dict[str, str],
         stored_headers: dict[str, str],
         model: str,
+        background: bool = True,
     ) -> dict[str, Any]:
-        """Store a new background response and start it here if there is room.
+        """Store a new response and start it here if there is room.
 
         Returns the Response object as first stored (``in_progress`` or ``queued``).
         """
@@ -145,6 +146,8 @@ class Worker:
             model=model,
             output=[],
             attempt_number=1 if start_here else 0,
+            metadata=request.get("metadata"),
+            background=background,
         )
         created_event = event_json({"type": "response.created", "response": response}, 0, response_id)
         if start_here:
@@ -160,6 +163,7 @@ class Worker:
                 request_headers=stored_headers,
                 model=model,
                 created_event=created_event,
+                background=background,
             )
         finally:
             if start_here:
@@ -175,6 +179,8 @@ class Worker:
                     deadline=time.time() + self.settings.task_timeout_seconds,
                     model=model,
                     next_sequence=1,
+                    metadata=request.get("metadata") or {},
+                    background=background,
                 )
             )
         else:
@@ -209,11 +215,7 @@ class Worker:
         rid = lease.response_id
         writer = AttemptWriter(
             commits=self.commits,
-            response_id=rid,
-            attempt_number=lease.attempt_number,
-            next_sequence=lease.next_sequence,
-            created_at=lease.created_at,
-            model=lease.model,
+            lease=lease,
             retry_seconds=self.settings.db_retry_seconds,
             on_committed=self.tail.committed,
             on_stopped=lambda exc: self.stop_local(rid, str(exc)),

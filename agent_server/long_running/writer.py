@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .attempts import RunLease
 from .group_commit import GroupCommit
 from .models import Status
 from .response_object import build_response, event_json, terminal_event
@@ -48,21 +49,16 @@ class AttemptWriter:
         self,
         *,
         commits: GroupCommit,
-        response_id: str,
-        attempt_number: int,
-        next_sequence: int,
-        created_at: float,
-        model: str,
+        lease: RunLease,
         retry_seconds: float,
         on_committed: Callable[[str, int, Sequence[tuple[int, str, str]]], None],
         on_stopped: Callable[[BaseException], None],
     ):
         self.commits = commits
-        self.response_id = response_id
-        self.attempt_number = attempt_number
-        self.next_sequence = next_sequence
-        self.created_at = created_at
-        self.model = model
+        self.lease = lease
+        self.response_id = lease.response_id
+        self.attempt_number = lease.attempt_number
+        self.next_sequence = lease.next_sequence
         self.retry_seconds = retry_seconds
         # Wakes tailers in this process once events are durable.
         self.on_committed = on_committed
@@ -71,19 +67,33 @@ class AttemptWriter:
         self.output_items: list[dict[str, Any]] = []
         # The attempt's MLflow trace, stored with its final status.
         self.trace_id: str | None = None
+        self.custom_outputs: dict[str, Any] | None = None
         self._pending: list[tuple[int, str, str]] = []
         self._flusher: asyncio.Task | None = None
         self._finishing = False
         self.failure: BaseException | None = None
 
-    def append(self, event: dict[str, Any]) -> None:
-        """Number, serialise and queue one event (``event`` is stamped in place)."""
+    def response(self, status: Status, error: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The Response object as this attempt has it now."""
+        lease = self.lease
+        return build_response(
+            response_id=self.response_id, created_at=lease.created_at, status=status, model=lease.model,
+            output=self.output_items, attempt_number=self.attempt_number, error=error, trace_id=self.trace_id,
+            metadata=lease.metadata, background=lease.background, custom_outputs=self.custom_outputs,
+        )
+
+    def append(self, event: dict[str, Any], *, output: bool = True) -> None:
+        """Number, serialise and queue one event (``event`` is stamped in place).
+
+        With ``output=False`` an ``output_item.done`` is not part of the final output
+        (it closes an item an earlier attempt left open).
+        """
         if self.failure is not None:
             raise self.failure
         seq = self.next_sequence
         self.next_sequence += 1
         event_type = event.get("type") or "message"
-        if event_type == "response.output_item.done" and isinstance(event.get("item"), dict):
+        if output and event_type == "response.output_item.done" and isinstance(event.get("item"), dict):
             self.output_items.append(event["item"])
         self._pending.append((seq, event_type, event_json(event, seq, self.response_id)))
         if self._flusher is None:
@@ -156,16 +166,7 @@ class AttemptWriter:
         if self.failure is not None:
             raise self.failure
         seq = self.next_sequence
-        response = build_response(
-            response_id=self.response_id,
-            created_at=self.created_at,
-            status=status,
-            model=self.model,
-            output=self.output_items,
-            attempt_number=self.attempt_number,
-            error=error,
-            trace_id=self.trace_id,
-        )
+        response = self.response(status, error)
         data = event_json(terminal_event(response), seq, self.response_id)
         events, self._pending = [*self._pending, (seq, status.terminal_event_type, data)], []
         finished = await self._with_retry(
@@ -178,6 +179,7 @@ class AttemptWriter:
                 error=error,
                 trace_id=self.trace_id,
                 events=events,
+                custom_outputs=self.custom_outputs,
             ),
         )
         if finished:

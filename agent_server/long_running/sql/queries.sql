@@ -31,12 +31,12 @@ SELECT 1 AS ok;
 WITH r AS (
     INSERT INTO {schema}.responses
         (response_id, owner, status, attempt_number, worker_id, heartbeat_at, started_at,
-         created_at, request, request_headers, model)
+         created_at, request, request_headers, model, background)
     VALUES
         (%(response_id)s, %(owner)s, %(status)s, %(attempt_number)s, %(worker_id)s,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
-         to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s)
+         to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s, %(background)s)
     RETURNING response_id
 ), e AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
@@ -125,8 +125,9 @@ SELECT l.response_id, l.attempt_number, (SELECT count(*) FROM n) AS notified FRO
 -- End one or more responses with their last events, final status, output and terminal event, atomically: an owner's final write (each only if its attempt still holds the lease) or, marked external, a cancel or time-out decided elsewhere (then every listener is woken and the owner told to stop); rows locked in id order; returns the ones that ended.
 WITH f AS (
     SELECT * FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[], %(statuses)s::text[],
-                         %(outputs)s::jsonb[], %(errors)s::jsonb[], %(trace_ids)s::text[], %(externals)s::bool[])
-        AS f(response_id, attempt_number, status, output, error, trace_id, external)
+                         %(outputs)s::jsonb[], %(errors)s::jsonb[], %(trace_ids)s::text[],
+                         %(custom_outputs)s::jsonb[], %(externals)s::bool[])
+        AS f(response_id, attempt_number, status, output, error, trace_id, custom_outputs, external)
 ), locked AS (
     -- A queued response has attempt 0, which no running attempt holds.
     SELECT r.response_id FROM {schema}.responses AS r
@@ -137,7 +138,8 @@ WITH f AS (
 ), done AS (
     UPDATE {schema}.responses AS r
     SET status = f.status, output = f.output, error = f.error,
-        trace_id = coalesce(f.trace_id, r.trace_id), heartbeat_at = NULL, updated_at = now()
+        trace_id = coalesce(f.trace_id, r.trace_id), custom_outputs = coalesce(f.custom_outputs, r.custom_outputs),
+        heartbeat_at = NULL, updated_at = now()
     FROM f, locked
     WHERE r.response_id = locked.response_id AND f.response_id = r.response_id
       AND f.attempt_number = r.attempt_number AND r.status IN ('queued', 'in_progress')

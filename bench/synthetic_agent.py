@@ -1,9 +1,14 @@
-"""A scriptable agent for engine tests and fault injection: what it does comes
-from ``custom_inputs``. Shared by ``tests/`` (through ``tests/synthetic_agent.py``)
-and ``scripts/chaos.py``, which must not import from ``tests/``.
+"""The one scriptable agent of the engine tests, the fault scenarios
+(``bench/chaos.py``) and the benchmark (``bench/benchmark.py``): what it does
+comes from ``custom_inputs``. ``bench/synthetic_server.py`` serves it.
 
 ``custom_inputs``:
-- ``deltas`` (int, default 3) and ``pause`` (seconds between them, default 0);
+- ``deltas`` (int, default 3) and ``pause`` (seconds before each, default 0:
+  no sleep at all); delta ``i`` has the text ``"delta-<i> "`` and carries its
+  emit wall-clock time in ``emitted_at``;
+- ``start_delay`` (seconds): wait before the first delta (so a tailing client
+  can attach before the stream starts); ``start_at`` (epoch seconds): wait
+  until then, so many runs posted one after another all emit at the same time;
 - ``fail_after`` (int): raise after that many deltas;
 - ``record`` (path): append one JSON line per invocation and per delta, so a
   test can see which process ran which attempt and when it stopped emitting;
@@ -84,6 +89,11 @@ async def synthetic_stream(request):
         if ci.get("echo_headers"):
             headers = get_request_headers()
             parts.append(json.dumps({k: v for k, v in headers.items() if k.startswith("x-")}, sort_keys=True))
+        if ci.get("start_delay"):
+            await asyncio.sleep(float(ci["start_delay"]))
+        start_at = float(ci.get("start_at", 0))
+        if start_at > time.time():
+            await asyncio.sleep(start_at - time.time())
         if hold_at == "start":
             await _hold(record, tag, hold_at, hold)
         for i in range(deltas):

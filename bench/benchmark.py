@@ -1,17 +1,17 @@
 """Benchmarks of the long-running engine: ``uv run bench``.
 
 Starts an embedded PostgreSQL in a temporary folder, then for each group of
-figures a server process (``python -m scripts.bench_agent``, uvicorn on
-127.0.0.1, the synthetic handler of ``scripts/bench_agent.py``), and drives it
+figures a server process (``python -m bench.synthetic_server``, uvicorn on
+127.0.0.1, the synthetic agent of ``bench/synthetic_agent.py``), and drives it
 over HTTP from this process. Prints one JSON object with every figure, then a
-short table against the targets of issue 5. Figures are printed, never
+short table against the targets. Figures are printed, never
 asserted: a missed target does not change the exit code (a broken log does).
 
 Figures (``--only`` takes a comma-separated subset of these names):
 
 - ``accept``: 50 x ``POST /responses {background: true}``, time to the response id:
   back to back (the figure), then 10 ms apart; both also against the floor
-  server ``scripts/bench_floor.py`` (bare ASGI plus the same durable INSERT).
+  server ``bench/floor.py`` (bare ASGI plus the same durable INSERT).
 - ``first_event``: 50 x ``POST /responses {background: true, stream: true}``,
   time to the ``response.created`` frame.
 - ``live``: tasks of 100 deltas 20 ms apart, tailed with
@@ -51,6 +51,7 @@ import httpx
 import psutil
 import psycopg
 
+from bench.synthetic_agent import TEXT_PREFIX
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,11 @@ def request_body(deltas: int, pause: float = 0.0, start_delay: float = 0.0, star
             **flags}
 
 
+def delta_text(i: int) -> str:
+    """The text of the synthetic agent's delta ``i``."""
+    return f"{TEXT_PREFIX}{i} "
+
+
 def sse_frames(lines) -> list[dict]:
     """JSON frames of an SSE body, read to the end ([DONE] dropped)."""
     frames = []
@@ -121,20 +127,20 @@ def check_log(frames: list[dict], deltas: int, response_id: str | None = None) -
     body = [f for f in frames[1:] if f.get("type") != "response.resumed"]
     # A resumed attempt starts its deltas again; check the last attempt's run.
     starts = [i for i, f in enumerate(body) if f.get("type") == "response.output_text.delta"
-              and f["delta"].startswith("0@")]
+              and f["delta"] == delta_text(0)]
     if starts:
         body = body[starts[-1]:]
     found = [f for f in body if f.get("type") == "response.output_text.delta"]
     if len(found) != deltas:
         return f"{len(found)} deltas, expected {deltas}"
     for i, f in enumerate(found):
-        if not f["delta"].startswith(f"{i}@"):
+        if f["delta"] != delta_text(i):
             return f"delta {i} carries {f['delta']!r}"
     if body[-2].get("type") != "response.output_item.done":
         return f"second to last event is {body[-2].get('type')}"
     if body[-1].get("type") != "response.completed":
         return f"last event is {body[-1].get('type')}"
-    if body[-1]["response"]["output"][0]["content"][0]["text"] != f"{deltas} deltas":
+    if body[-1]["response"]["output"][0]["content"][0]["text"] != "".join(map(delta_text, range(deltas))):
         return "final output text differs"
     return None
 
@@ -225,9 +231,9 @@ class Pg:
 
 class Server(ServerProcess):
     """One server process (own process group) running ``module`` (the engine with the
-    synthetic handler, or ``scripts.bench_floor``)."""
+    synthetic agent, or ``bench.floor``)."""
 
-    def __init__(self, ctx: "Context", name: str, workers: int = 1, module: str = "scripts.bench_agent",
+    def __init__(self, ctx: "Context", name: str, workers: int = 1, module: str = "bench.synthetic_server",
                  **kwargs):
         self.name = name
         self.schema = f"bench_{name}"
@@ -235,9 +241,10 @@ class Server(ServerProcess):
         self.kwargs = {"database_url": ctx.pg_url, "db_schema": self.schema, **kwargs}
         super().__init__(
             [sys.executable, "-m", module, "--workers", str(workers)],
-            env={"BENCH_SERVER_KWARGS": json.dumps(self.kwargs),
+            env={"SYNTHETIC_SERVER_KWARGS": json.dumps(self.kwargs),
                  "MLFLOW_TRACKING_URI": f"sqlite:///{ctx.tmp}/mlflow-{name}.db",
-                 "BENCH_TRACING": "1" if ctx.tracing else "0",
+                 "SYNTHETIC_TRACING": "1" if ctx.tracing else "0",
+                 "LOG_LEVEL": "WARNING",  # a log line per run would be part of what is measured
                  "PYTHONUNBUFFERED": "1"},
             log_path=ctx.tmp / f"server-{name}.log",
         )
@@ -340,12 +347,12 @@ def time_accepts(base_url: str, n: int, pause: float, warm_up: int = 20) -> dict
 
 def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
     """Back to back (the figure), then paced; then both against the floor server
-    (``scripts/bench_floor.py``: bare ASGI plus the same durable INSERT)."""
+    (``bench/floor.py``: bare ASGI plus the same durable INSERT)."""
     n = 10 if ctx.quick else 50
     figure = {"pattern": "back_to_back", **time_accepts(server.base_url, n, 0.0)}
     time.sleep(0.5)  # let the last runs finish
     figure["paced"] = {"pause_ms": ACCEPT_PACE_SECONDS * 1000, **time_accepts(server.base_url, n, ACCEPT_PACE_SECONDS)}
-    floor = Server(ctx, "floor", module="scripts.bench_floor")
+    floor = Server(ctx, "floor", module="bench.floor")
     try:
         floor.wait_ready()
         figure["floor"] = {"back_to_back": time_accepts(floor.base_url, n, 0.0),
@@ -658,7 +665,7 @@ def table(figures: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmark the long-running agent server (issue 5).")
+    parser = argparse.ArgumentParser(description="Benchmark the long-running agent server.")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(FIGURES)}")
     parser.add_argument("--quick", action="store_true", help="fewer samples and 200 instead of 1,000 scale tasks")
     parser.add_argument("--tracing", action="store_true",

@@ -4,13 +4,13 @@ A bare ASGI app on the same uvicorn (uvloop, httptools) as the real server,
 with no framework, no validation and no run: ``POST /responses`` parses the
 JSON body and stores the response with the engine's own INSERT (row and
 event 0, one durable commit) through the engine's pool, then answers with
-the id. ``scripts/bench.py`` times it exactly as it times the real server,
+the id. ``bench/benchmark.py`` times it exactly as it times the real server,
 so the difference between the two is what the engine and its framework add.
 
-Constructor settings come as JSON in ``BENCH_SERVER_KWARGS`` (``database_url``,
-``db_schema``), the port as ``--port``::
+Constructor settings come as JSON in ``SYNTHETIC_SERVER_KWARGS``, as for the
+synthetic server (``database_url``, ``db_schema``), the port as ``--port``::
 
-    BENCH_SERVER_KWARGS='{"database_url": "...", "db_schema": "floor"}' python -m scripts.bench_floor --port 8124
+    SYNTHETIC_SERVER_KWARGS='{"database_url": "...", "db_schema": "floor"}' python -m bench.floor --port 8124
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.workers != 1:
         parser.error("the floor server runs one worker")
-    kwargs = json.loads(os.environ["BENCH_SERVER_KWARGS"])
+    kwargs = json.loads(os.environ["SYNTHETIC_SERVER_KWARGS"])
     app = FloorApp(kwargs["database_url"], kwargs["db_schema"])
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
