@@ -21,7 +21,7 @@ from agent_server.agents import FRAMEWORKS
 from agent_server.agents.offline.script import Turn, plan_reply
 from tests.openai_grammar import Grammar, check_stream, parse_strictly, read_sse
 from tests.support import ServerProcess, agent_server_process
-from tests.synthetic_agent import TEXT_PREFIX
+from bench.synthetic_agent import TEXT_PREFIX
 
 VARIANTS = sorted(FRAMEWORKS)
 HELLO = "hello there"
