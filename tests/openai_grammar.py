@@ -222,10 +222,17 @@ class Grammar:
     def _feed_while_closing(self, e: dict, where: str) -> None:
         """After ``response.resumed``: the crashed attempt's open items end ``incomplete``,
         then ``response.in_progress`` starts the new attempt."""
+        if e["type"] in ("response.output_text.done", "response.content_part.done"):
+            # An open message's text and part may be closed first, with the text already sent.
+            (self._text_done if e["type"] == "response.output_text.done" else self._part_done)(e, where)
+            return
         if e["type"] == "response.output_item.done":
             item = self._open(e, where)
             assert e["item"]["id"] == item["id"], f"{where}: closes {e['item']['id']}, not {item['id']}"
             assert e["item"].get("status") == "incomplete", f"{where}: a crashed attempt's item ends incomplete"
+            if item["type"] == "message":
+                texts = [c.get("text") for c in e["item"]["content"]]
+                assert texts == [p["text"] for p in item["parts"]], f"{where}: not the text already sent"
             item["closed"] = True
             return
         assert e["type"] == "response.in_progress", f"{where}: expected response.in_progress after response.resumed"
