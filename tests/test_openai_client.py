@@ -321,3 +321,19 @@ def test_a_crash_resumed_stream_is_openai_shaped_and_the_client_finishes_it(star
     assert final.status == "completed" and final_raw["status"] == "completed"
     assert final.output_text == "".join(f"{TEXT_PREFIX}{i} " for i in range(20))  # the last attempt, whole
     assert [i["id"] for i in final_raw["output"]] == [i.id for i in final.output]
+
+
+def test_ignored_fields_are_named_and_wrong_or_unsupported_ones_are_400s(client, server, sql):
+    raw = client.responses.with_raw_response.create(
+        model="agent", input=HELLO, include=["message.output_text.logprobs"], service_tier="auto")
+    assert raw.parse().status == "completed"
+    ignored = {name.strip() for name in raw.headers.get("x-ignored-fields", "").split(",")}
+    assert {"include", "service_tier"} <= ignored, raw.headers
+
+    before = stored_count(sql, server)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="agent", input=HELLO, extra_body={"temperature": "hot"})
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="agent", input=HELLO, previous_response_id=f"resp_{uuid.uuid4().hex}")
+    assert raised.value.code == "unsupported_parameter", raised.value.body
+    assert stored_count(sql, server) == before
