@@ -92,3 +92,100 @@ async def insert_response(store: Store, rid: str, status: Status = Status.IN_PRO
     await store.insert_response(response_id=rid, owner="", status=status, worker_id="w", created_at=time.time(),
                                 request={"input": []}, request_headers={}, model="m",
                                 created_event=json.dumps({"type": "response.created"}))
+
+
+# ------------------------------------------------------- fake Databricks workspace
+
+FAKE_TOKEN = "fake"
+
+
+class FakeWorkspaceServer:
+    """A JSON-over-HTTP server on 127.0.0.1 that answers like a Databricks
+    workspace: ``handle(method, path, query, body, authorization)`` returns
+    ``(status, payload)``. The real ``databricks-sdk`` talks to it."""
+
+    def __init__(self, handle) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self):
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                status, payload = handle(
+                    self.command, url.path, parse_qs(url.query), body, self.headers.get("Authorization", "")
+                )
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.host = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> "FakeWorkspaceServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def point_sdk_at(monkeypatch, host: str, config_dir: Path) -> None:
+    """Only the fake: no profile file, no other Databricks, Lakebase or MLflow settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("DATABRICKS_", "LAKEBASE_", "MLFLOW_")) or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", FAKE_TOKEN)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config_dir / "no-databrickscfg"))
+
+
+# ------------------------------------------------------------ bundle JSON schema
+
+# Shipped next to the repository, never inside it: the file is the CLI's and
+# changes with each CLI release.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared/schemas/databricks-bundle.schema.json"
+
+
+def schema_errors(bundle: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
+    """Validate ``bundle`` against the CLI's JSON schema; return readable errors.
+
+    The schema's patterns use ``\\p{L}``, which Python's ``re`` lacks, so the
+    ``pattern`` keyword is re-implemented with the ``regex`` package.
+    """
+    import json
+
+    import jsonschema
+    import regex
+
+    def pattern(validator, patrn, instance, schema):
+        if validator.is_type(instance, "string") and not regex.search(patrn, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    base = jsonschema.Draft202012Validator
+    validator_cls = jsonschema.validators.extend(base, {"pattern": pattern})
+    validator = validator_cls(json.loads(schema_path.read_text()))
+    errors = []
+    for error in validator.iter_errors(bundle):
+        # oneOf errors hide the real cause in their context; show the deepest.
+        leaf = error
+        while leaf.context:
+            leaf = max(leaf.context, key=lambda e: len(e.absolute_path))
+        path = "/".join(str(p) for p in leaf.absolute_path)
+        errors.append(f"{path}: {leaf.message}")
+    return errors

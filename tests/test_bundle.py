@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .support import SCHEMA_PATH, schema_errors
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLE_PATH = PROJECT_ROOT / "databricks.yml"
-# Shipped next to the repository, never inside it: the file is the CLI's and
-# changes with each CLI release.
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared/schemas/databricks-bundle.schema.json"
+APP_YAML_PATH = PROJECT_ROOT / "app.yaml"
+MANIFEST_PATH = PROJECT_ROOT / "manifest.yaml"
+# The app that app.yaml and manifest.yaml describe (deploying without the bundle).
+APP_FILES_KEY = "agent_openai"
 
 APP_KEYS = ("agent_openai", "agent_langgraph")
 # What the server reads at startup (see agent_server/start_server.py and
@@ -63,35 +66,6 @@ def load_bundle(path: Path = BUNDLE_PATH) -> dict:
 # ---------------------------------------------------------------- validators
 
 
-def schema_errors(bundle: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
-    """Validate ``bundle`` against the CLI's JSON schema; return readable errors.
-
-    The schema's patterns use ``\\p{L}``, which Python's ``re`` lacks, so the
-    ``pattern`` keyword is re-implemented with the ``regex`` package.
-    """
-    import json
-
-    import jsonschema
-    import regex
-
-    def pattern(validator, patrn, instance, schema):
-        if validator.is_type(instance, "string") and not regex.search(patrn, instance):
-            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
-
-    base = jsonschema.Draft202012Validator
-    validator_cls = jsonschema.validators.extend(base, {"pattern": pattern})
-    validator = validator_cls(json.loads(schema_path.read_text()))
-    errors = []
-    for error in validator.iter_errors(bundle):
-        # oneOf errors hide the real cause in their context; show the deepest.
-        leaf = error
-        while leaf.context:
-            leaf = max(leaf.context, key=lambda e: len(e.absolute_path))
-        path = "/".join(str(p) for p in leaf.absolute_path)
-        errors.append(f"{path}: {leaf.message}")
-    return errors
-
-
 def cross_check_errors(bundle: dict, root: Path = PROJECT_ROOT) -> list[str]:
     """What the schema cannot check: references, paths, commands, env."""
     errors: list[str] = []
@@ -121,6 +95,81 @@ def cross_check_errors(bundle: dict, root: Path = PROJECT_ROOT) -> list[str]:
                 f"[project.scripts] entry; known: {sorted(scripts)}"
             )
     return errors
+
+
+def _resource_kind(resource: dict) -> str:
+    (kind,) = [k for k in resource if k not in ("name", "description")]
+    return kind
+
+
+def app_files_errors(bundle: dict, app_yaml: dict, manifest: dict, key: str = APP_FILES_KEY) -> list[str]:
+    """app.yaml and manifest.yaml say what databricks.yml says for app ``key``:
+    the same command, the same env (a ``${var.x}`` value becomes ``valueFrom``
+    the resource that uses ``${var.x}``) and the same resources and permissions."""
+    from databricks.sdk.service.apps import AppResource
+
+    errors: list[str] = []
+    app = bundle["resources"]["apps"][key]
+    resources = {r["name"]: r for r in app.get("resources") or []}
+
+    if set(app_yaml) - {"command", "env"}:
+        errors.append(f"app.yaml: unknown keys {sorted(set(app_yaml) - {'command', 'env'})}")
+    if app_yaml.get("command") != app["config"]["command"]:
+        errors.append(f"app.yaml: command {app_yaml.get('command')} differs from databricks.yml's {app['config']['command']}")
+    ours = {v.get("name"): v for v in app_yaml.get("env") or []}
+    theirs = {v["name"]: v for v in app["config"]["env"]}
+    if list(ours) != list(theirs):
+        errors.append(f"app.yaml: env names {list(ours)} differ from databricks.yml's {list(theirs)}")
+    for name, var in ours.items():
+        if set(var) not in ({"name", "value"}, {"name", "valueFrom"}):
+            errors.append(f"app.yaml: env {name} needs exactly one of value / valueFrom, has {sorted(var)}")
+            continue
+        want = theirs.get(name)
+        if want is None:
+            continue
+        if "value_from" in want:
+            expected = {"valueFrom": want["value_from"]}
+        elif _VAR_REF.search(str(want["value"])):
+            users = [n for n, r in resources.items() if want["value"] in _leaf_strings(r)]
+            expected = {"valueFrom": users[0]} if users else {"value": "<a resource using " + want["value"] + ">"}
+        else:
+            expected = {"value": str(want["value"])}
+        got = {k: str(v) for k, v in var.items() if k != "name"}
+        if got != expected:
+            errors.append(f"app.yaml: env {name} is {got}, databricks.yml means {expected}")
+        if "valueFrom" in var and var["valueFrom"] not in {s.get("name") for s in manifest.get("resource_specs") or []}:
+            errors.append(f"app.yaml: env {name} valueFrom {var['valueFrom']!r} is not a resource in manifest.yaml")
+
+    if set(manifest) - {"version", "name", "description", "resource_specs"}:
+        errors.append(f"manifest.yaml: unknown keys {sorted(set(manifest) - {'version', 'name', 'description', 'resource_specs'})}")
+    if manifest.get("version") != 1:
+        errors.append("manifest.yaml: version must be 1")
+    if not manifest.get("name"):
+        errors.append("manifest.yaml: needs a name")
+    known_kinds = set(AppResource.__dataclass_fields__) - {"name", "description"}
+    specs = {}
+    for spec in manifest.get("resource_specs") or []:
+        kinds = [k for k in spec if k.endswith("_spec")]
+        extra = set(spec) - {"name", "description", *kinds}
+        if len(kinds) != 1 or extra:
+            errors.append(f"manifest.yaml: resource {spec.get('name')!r} needs one *_spec and nothing else, has {sorted(spec)}")
+            continue
+        kind = kinds[0].removesuffix("_spec")
+        if kind not in known_kinds:
+            errors.append(f"manifest.yaml: {kinds[0]} is not an app resource kind ({sorted(known_kinds)})")
+        specs[spec["name"]] = (kind, (spec[kinds[0]] or {}).get("permission"))
+    declared = {n: (_resource_kind(r), r[_resource_kind(r)].get("permission")) for n, r in resources.items()}
+    if specs != declared:
+        errors.append(f"manifest.yaml: resources {specs} differ from databricks.yml's {declared}")
+    return errors
+
+
+def _leaf_strings(node) -> set[str]:
+    if isinstance(node, dict):
+        return set().union(set(), *(_leaf_strings(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(set(), *(_leaf_strings(v) for v in node))
+    return {node} if isinstance(node, str) else set()
 
 
 def _var_refs(node) -> set[str]:
@@ -366,3 +415,45 @@ def test_lakebase_blocks_are_what_quickstart_renders():
 def test_variables_have_descriptions(bundle):
     for name, var in bundle["variables"].items():
         assert var.get("description"), f"variable {name} needs a description for `bundle validate` prompts"
+
+
+# ------------------------------------------------ app.yaml and manifest.yaml
+
+
+@pytest.fixture(scope="module")
+def app_files() -> tuple[dict, dict]:
+    return yaml.safe_load(APP_YAML_PATH.read_text()), yaml.safe_load(MANIFEST_PATH.read_text())
+
+
+def test_app_yaml_and_manifest_match_the_bundle(bundle, app_files):
+    app_yaml, manifest = app_files
+    assert app_files_errors(bundle, app_yaml, manifest) == []
+    # Both bundle apps need the same resources, so the manifest fits either.
+    for key in APP_KEYS:
+        assert [e for e in app_files_errors(bundle, app_yaml, manifest, key) if e.startswith("manifest")] == []
+
+
+def test_app_yaml_runs_what_the_server_needs(app_files):
+    from agent_server.agents import FRAMEWORKS
+
+    env = {v["name"]: v for v in app_files[0]["env"]}
+    assert env["AGENT_FRAMEWORK"]["value"] in FRAMEWORKS
+    assert REQUIRED_IN_APP <= set(env) and set(env) & LAKEBASE_SETTINGS
+    from agent_server.long_running.settings import EngineSettings
+
+    EngineSettings(db_schema=env["AGENT_SERVER_DB_SCHEMA"]["value"])
+
+
+def test_app_files_check_catches_drift(bundle, app_files):
+    app_yaml, manifest = copy.deepcopy(app_files[0]), copy.deepcopy(app_files[1])
+    app_yaml["command"] = ["uv", "run", "other"]
+    env = {v["name"]: v for v in app_yaml["env"]}
+    env["MLFLOW_EXPERIMENT_ID"]["value_from"] = env["MLFLOW_EXPERIMENT_ID"].pop("valueFrom")  # bundle spelling
+    env["LLM_ENDPOINT_NAME"] = {"name": "LLM_ENDPOINT_NAME", "value": "databricks-claude-sonnet-4-5"}
+    app_yaml["env"] = [env[n] for n in env if n != "LOG_LEVEL"]
+    next(s for s in manifest["resource_specs"] if s["name"] == "experiment")["experiment_spec"]["permission"] = "CAN_EDIT"
+    manifest["resource_specs"].append({"name": "wh", "warehouse_spec": {"permission": "CAN_USE"}})
+    errors = "\n".join(app_files_errors(bundle, app_yaml, manifest))
+    for expected in ("command", "LOG_LEVEL", "MLFLOW_EXPERIMENT_ID needs exactly one", "env LLM_ENDPOINT_NAME",
+                     "'experiment': ('experiment', 'CAN_EDIT')", "warehouse_spec is not an app resource kind"):
+        assert expected in errors, (expected, errors)

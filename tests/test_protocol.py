@@ -249,3 +249,30 @@ def test_starting_after_without_stream_is_rejected(client):
     response = client.get(f"/responses/{rid}", params={"starting_after": 1})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "starting_after"
+
+
+def test_previous_response_id_continues_the_committed_conversation(client):
+    first = client.post("/responses", json={"input": "turn one", "custom_inputs": {"deltas": 1}}).json()
+    second = client.post("/responses", json={"input": "turn two", "previous_response_id": first["id"],
+                                             "background": True, "custom_inputs": {"deltas": 1}}).json()
+    wait_for_status(client, f"/responses/{second['id']}", TERMINAL)
+    third = client.post("/responses", json={"input": "turn three", "previous_response_id": second["id"],
+                                            "custom_inputs": {"deltas": 1}}).json()
+    items = client.get(f"/responses/{third['id']}/input_items", params={"order": "asc"}).json()["data"]
+    texts = [part["text"] for item in items for part in item["content"]]
+    assert texts == ["turn one", "delta-0 ", "turn two", "delta-0 ", "turn three"]
+    assert [item.get("role") for item in items] == ["user", "assistant", "user", "assistant", "user"]
+
+
+def test_previous_response_id_must_be_a_finished_response_of_yours(client, sql, shared_schema):
+    running = create(client, deltas=50, pause=0.2)["id"]
+    other = client.post("/responses", json={"input": "x", "custom_inputs": {"deltas": 1}},
+                        headers={"X-Forwarded-Email": "someone@example.com"}).json()["id"]
+    before = sql(f"SELECT count(*) FROM {shared_schema}.responses")
+    for previous, says in ((running, "still in_progress"), (other, "No response"),
+                           ("resp_" + "0" * 32, "No response"), ("nope", "not a response id")):
+        answer = client.post("/responses", json={"input": "next", "previous_response_id": previous})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"] == "previous_response_id" and says in answer.json()["error"]["message"]
+    assert sql(f"SELECT count(*) FROM {shared_schema}.responses") == before
+    client.post(f"/responses/{running}/cancel")

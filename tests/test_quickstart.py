@@ -4,14 +4,10 @@ the real ``databricks-sdk`` with ``DATABRICKS_HOST=http://127.0.0.1:<port>``."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -19,8 +15,8 @@ import yaml
 from scripts import quickstart
 from scripts.env_file import read_values
 
-from .support import PROJECT_ROOT
-from .test_bundle import SCHEMA_PATH, cross_check_errors, schema_errors
+from .support import PROJECT_ROOT, SCHEMA_PATH, FakeWorkspaceServer, point_sdk_at, schema_errors
+from .test_bundle import cross_check_errors
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -134,42 +130,10 @@ class FakeWorkspace:
 def workspace(monkeypatch, tmp_path):
     """A running fake workspace; the SDK is pointed at it with a fake token."""
     state = FakeWorkspace()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self):
-            url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-            status, payload = state.handle(
-                self.command, url.path, parse_qs(url.query), body, self.headers.get("Authorization", "")
-            )
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, *args):  # keep test output quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host = f"http://127.0.0.1:{server.server_address[1]}"
-    # Only the fake: no profile file, no other credentials from the environment.
-    for name in list(__import__("os").environ):
-        if name.startswith(("DATABRICKS_", "LAKEBASE_", "MLFLOW_")) or name == "DATABASE_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("DATABRICKS_HOST", host)
-    monkeypatch.setenv("DATABRICKS_TOKEN", "fake")
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
-    state.host = host
-    yield state
-    server.shutdown()
-    server.server_close()
+    with FakeWorkspaceServer(state.handle) as server:
+        point_sdk_at(monkeypatch, server.host, tmp_path)
+        state.host = server.host
+        yield state
 
 
 EXAMPLE_ENV = """# Example settings (a stand-in for the project's .env.example)

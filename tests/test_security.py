@@ -357,7 +357,7 @@ def test_schema_name_reaches_sql_only_as_a_quoted_identifier():
 EXPECTED_ROUTES = {
     ("POST", "/invocations"), ("POST", "/responses"), ("GET", "/agent/info"), ("GET", "/health"),
     ("GET", "/responses/{response_id}"), ("POST", "/responses/{response_id}/cancel"),
-    ("DELETE", "/responses/{response_id}"),
+    ("DELETE", "/responses/{response_id}"), ("GET", "/responses/{response_id}/input_items"),
     # FastAPI's generated API documentation (read-only).
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }

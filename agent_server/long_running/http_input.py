@@ -107,11 +107,10 @@ IGNORED_FIELDS = frozenset({"model", "include", "stream_options", "service_tier"
                             "databricks_options"})
 #: Not supported: refused, so a client never believes they took effect.
 REFUSED_FIELDS = {
-    "previous_response_id": "Continuing a stored response is not supported by this server yet; send the "
-                            "whole conversation in 'input'.",
     "conversation": "Conversations are not supported by this server yet; send the whole conversation in 'input'.",
 }
-MLFLOW_FIELDS = frozenset({"input", "custom_inputs", "context", "metadata", "store", "instructions"})
+MLFLOW_FIELDS = frozenset({"input", "custom_inputs", "context", "metadata", "store", "instructions",
+                           "previous_response_id"})
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -156,6 +155,7 @@ def request_fields(data: dict[str, Any]) -> tuple[dict[str, Any], bool, list[str
     ignored = sorted(k for k in data if k not in MLFLOW_FIELDS and k not in HANDLER_FIELDS)
     handler_data = {k: v for k, v in data.items() if k in MLFLOW_FIELDS or k in HANDLER_FIELDS}
     handler_data.pop("store", None)
+    handler_data.pop("previous_response_id", None)  # the server expands it into the input
     if isinstance(handler_data.get("input"), str):
         handler_data["input"] = [{"role": "user", "content": handler_data["input"]}]
     instructions = handler_data.pop("instructions", None)

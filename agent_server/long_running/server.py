@@ -34,6 +34,7 @@ from mlflow.genai.agent_server import AgentServer, set_request_headers
 
 from . import http_input
 from .attempts import LocalAttempts, RunLease
+from .conversation import conversation_so_far
 from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTarget, resolve_target
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
@@ -296,7 +297,14 @@ class LongRunningAgentServer(AgentServer):
         data = await http_input.read_json_body(request, self.settings.max_request_bytes)
         background = http_input.flag(data.pop("background", None), "background")
         stream = http_input.flag(data.pop("stream", None), "stream")
+        previous_response_id = data.get("previous_response_id")
         data, store, ignored = http_input.request_fields(data)
+        if previous_response_id is not None:
+            if self._engine is None:
+                raise ApiError(503, f"previous_response_id needs the database, which is unavailable: "
+                               f"{self._unavailable_reason}.", code="background_unavailable")
+            history = await conversation_so_far(self._engine.store, previous_response_id, owner_of(headers))
+            data["input"] = [*history, *(data.get("input") or [])]
         if background and not store:
             raise ApiError(400, "A background response must be stored: drop 'store': false, or 'background'.",
                            code="invalid_parameter", param="store")

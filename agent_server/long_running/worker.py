@@ -191,7 +191,7 @@ class Worker:
     # ----- running an attempt ----------------------------------------------
 
     def _start(self, lease: RunLease) -> None:
-        task = asyncio.create_task(self._run(lease), name=f"run-{lease.response_id}-{lease.attempt_number}")
+        task = asyncio.create_task(self._run_attempt(lease), name=f"run-{lease.response_id}-{lease.attempt_number}")
         running = RunningAttempt(lease, task)
         self.attempts.add(running)
         task.add_done_callback(lambda _t: self._attempt_done(running))
@@ -211,7 +211,7 @@ class Worker:
         running.task.cancel()
         return True
 
-    async def _run(self, lease: RunLease) -> None:
+    async def _run_attempt(self, lease: RunLease) -> None:
         rid = lease.response_id
         writer = AttemptWriter(
             commits=self.commits,
