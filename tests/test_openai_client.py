@@ -340,3 +340,12 @@ def test_ignored_fields_are_named_and_wrong_or_unsupported_ones_are_400s(client,
         client.responses.create(model="agent", input=HELLO, previous_response_id=f"resp_{uuid.uuid4().hex}")
     assert raised.value.param == "previous_response_id", raised.value.body
     assert stored_count(sql, server) == before
+
+
+def test_previous_response_id_continues_a_finished_response(client):
+    first = client.responses.create(model="agent", input="What time is it?")
+    second = client.responses.create(model="agent", input="thanks", previous_response_id=first.id)
+    assert second.status == "completed" and second.output_text == offline_answer("thanks")
+    with client.responses.stream(model="agent", input="and again", previous_response_id=second.id) as stream:
+        list(stream)
+        assert stream.get_final_response().output_text == offline_answer("and again")
