@@ -277,8 +277,8 @@ def test_fields_the_agent_ignores_are_accepted(client):
 
 # ----- a crash-resumed attempt (the scriptable agent: it can be made slow) ------
 
-FAST_RESUME = {"heartbeat_interval_seconds": 0.5, "heartbeat_stale_threshold_seconds": 2.0,
-               "stale_scan_interval_seconds": 0.3, "poll_interval_seconds": 0.2}
+FAST_RESUME = {"heartbeat_interval_seconds": 1.0, "heartbeat_stale_threshold_seconds": 4.0,
+               "stale_scan_interval_seconds": 0.5, "poll_interval_seconds": 0.2}
 
 
 def test_a_crash_resumed_stream_is_openai_shaped_and_the_client_finishes_it(start_server, db_schema):
