@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
-from agent_server.agents.mcp_servers import McpSettingsError, mcp_settings, unavailable_note, Unavailable
+from agent_server.agents.mcp_servers import McpSettingsError, Unavailable, mcp_settings, unavailable_note
 from agent_server.agents.offline.script import TextReply, ToolCall, Turn, plan_reply
 from tests.support import ServerProcess, agent_server_process, python_argv
 
@@ -80,20 +80,14 @@ def mcp_server(tmp_path_factory) -> ServerProcess:
     proc.kill()
 
 
-@pytest.fixture(scope="module", params=sorted(FRAMEWORKS))
-def client(request, mcp_server, pg_url, tmp_path_factory) -> openai.OpenAI:
-    """An agent server with three MCP servers: a plain one, a Databricks one
-    (on the "workspace" host, so with Databricks auth, on behalf of the user)
-    and one whose URL is wrong."""
-    variant = request.param
-    port = mcp_server.port
-    proc = agent_server_process(variant, tmp_path_factory.mktemp(f"mcp-{variant}"), {
-        "DATABASE_URL": pg_url,
-        "AGENT_SERVER_DB_SCHEMA": f"mcp_{variant}_{uuid.uuid4().hex[:8]}",
+def agent_env(port: int) -> dict[str, str]:
+    """Three MCP servers: a plain one, a Databricks one (on the stand-in
+    workspace host, so with Databricks auth, on behalf of the user) and one
+    whose URL is wrong."""
+    return {
         "LLM_ENDPOINT_NAME": "",
         "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0",
-        "AGENT_FRAMEWORK": "",
-        # The test's stand-in workspace: localhost, so 127.0.0.1 URLs are not on it.
+        # The stand-in workspace is localhost, so the 127.0.0.1 URLs are not on it.
         "DATABRICKS_HOST": f"http://localhost:{port}",
         "DATABRICKS_TOKEN": "app-token",
         "DATABRICKS_CONFIG_PROFILE": "",
@@ -101,6 +95,49 @@ def client(request, mcp_server, pg_url, tmp_path_factory) -> openai.OpenAI:
                        f"broken=http://127.0.0.1:{port}/missing",
         "MCP_ON_BEHALF_OF_USER": "true",
         "MCP_CONNECT_TIMEOUT_SECONDS": "30",
+    }
+
+
+def check_add_call(items: list[dict]) -> None:
+    note, call, output, answer = items
+    assert note["type"] == "message" and "broken (" in note["content"][0]["text"]
+    assert "calc" not in note["content"][0]["text"] and "identity" not in note["content"][0]["text"]
+    assert call["type"] == "function_call" and call["name"] == "add"
+    assert json.loads(call["arguments"]) == {"a": 2, "b": 3}
+    assert output["type"] == "function_call_output" and "5" in output["output"]
+    assert answer["content"][0]["text"] == "The add tool returned: 5"
+
+
+def check_whoami_call(items: list[dict]) -> None:
+    assert [item["type"] for item in items] == ["message", "function_call", "function_call_output", "message"]
+    assert items[1]["name"] == "whoami"
+    assert items[3]["content"][0]["text"] == f"The whoami tool returned: {USER_TOKEN}"
+
+
+def check_left_out_without_token(items: list[dict]) -> None:
+    note, answer = items
+    assert "identity (no X-Forwarded-Access-Token on this request" in note["content"][0]["text"]
+    assert "broken (" in note["content"][0]["text"]
+    # whoami is not offered, so the offline model falls back (and lists the tools it has).
+    assert "offline demo model" in answer["content"][0]["text"]
+    assert "(tools: add)" in answer["content"][0]["text"]
+
+
+CASES = [
+    ('Use the add tool with {"a": 2, "b": 3}', True, check_add_call),
+    ("use the whoami tool", True, check_whoami_call),
+    ("use the whoami tool", False, check_left_out_without_token),
+]
+
+
+@pytest.fixture(scope="module")
+def client(mcp_server, pg_url, tmp_path_factory) -> openai.OpenAI:
+    """``start-server`` (OpenAI Agents SDK variant) with the three MCP servers."""
+    proc = agent_server_process("openai", tmp_path_factory.mktemp("mcp-openai"), {
+        **agent_env(mcp_server.port),
+        "DATABASE_URL": pg_url,
+        "AGENT_SERVER_DB_SCHEMA": f"mcp_openai_{uuid.uuid4().hex[:8]}",
+        "AGENT_FRAMEWORK": "",
     })
     proc.start(timeout=180)
     with openai.OpenAI(base_url=proc.base_url, api_key="unused", timeout=60, max_retries=0) as c:
@@ -108,39 +145,50 @@ def client(request, mcp_server, pg_url, tmp_path_factory) -> openai.OpenAI:
     proc.kill()
 
 
-def background(client: openai.OpenAI, text: str, headers: dict | None = None):
-    created = client.responses.create(model="agent", input=text, background=True, extra_headers=headers or {})
+def background(client: openai.OpenAI, text: str, headers: dict) -> list[dict]:
+    created = client.responses.create(model="agent", input=text, background=True, extra_headers=headers)
     deadline = time.monotonic() + 90
     response = client.responses.retrieve(created.id)
     while response.status in ("queued", "in_progress") and time.monotonic() < deadline:
         time.sleep(0.1)
         response = client.responses.retrieve(created.id)
     assert response.status == "completed", response
-    return response
+    return [item.model_dump(exclude_none=True) for item in response.output]
 
 
-def test_agent_calls_an_mcp_tool_and_skips_a_broken_server(client):
-    response = background(client, 'Use the add tool with {"a": 2, "b": 3}',
-                          {"x-forwarded-access-token": USER_TOKEN})
-    note, call, output, answer = response.output
-    assert note.type == "message" and "broken (" in note.content[0].text
-    assert "calc" not in note.content[0].text and "identity" not in note.content[0].text
-    assert call.type == "function_call" and call.name == "add" and json.loads(call.arguments) == {"a": 2, "b": 3}
-    assert output.type == "function_call_output" and "5" in output.output
-    assert answer.content[0].text == "The add tool returned: 5"
+@pytest.mark.parametrize("text, with_token, check", CASES, ids=["add", "whoami", "no-token"])
+def test_background_run_uses_mcp_tools(client, text, with_token, check):
+    """OpenAI Agents SDK variant, through the server, in background runs."""
+    check(background(client, text, {"x-forwarded-access-token": USER_TOKEN} if with_token else {}))
 
 
-def test_databricks_mcp_server_is_called_on_behalf_of_the_user(client):
-    response = background(client, "use the whoami tool", {"x-forwarded-access-token": USER_TOKEN})
-    assert [item.type for item in response.output] == ["message", "function_call", "function_call_output", "message"]
-    assert response.output[1].name == "whoami"
-    assert response.output[3].content[0].text == f"The whoami tool returned: {USER_TOKEN}"
+def test_langgraph_handler_uses_mcp_tools(mcp_server, monkeypatch, tmp_path):
+    """LangGraph variant: its stream handler driven directly (what a background run executes),
+    with the request headers set as the server sets them."""
+    import asyncio
+    import importlib
+    import sys
 
+    import mlflow.genai.agent_server.server as registry
+    from mlflow.genai.agent_server import set_request_headers
+    from mlflow.types.responses import ResponsesAgentRequest
 
-def test_without_a_forwarded_token_the_user_scoped_server_is_left_out(client):
-    response = background(client, "use the whoami tool")
-    note, answer = response.output
-    assert "identity (no X-Forwarded-Access-Token on this request" in note.content[0].text
-    assert "broken (" in note.content[0].text
-    # whoami is not offered, so the offline model falls back (and lists the tools it has).
-    assert "offline demo model" in answer.content[0].text and "(tools: add)" in answer.content[0].text
+    for name, value in {**agent_env(mcp_server.port), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}.items():
+        monkeypatch.setenv(name, value)
+    # MLflow allows one handler registration per process; import the variant afresh.
+    monkeypatch.setattr(registry, "_invoke_function", None)
+    monkeypatch.setattr(registry, "_stream_function", None)
+    module_name = FRAMEWORKS["langgraph"]
+    monkeypatch.delitem(sys.modules, module_name, raising=False)
+    agent = importlib.import_module(module_name)
+    try:
+        for text, with_token, check in CASES:
+            async def run() -> list[dict]:
+                set_request_headers({"x-forwarded-access-token": USER_TOKEN} if with_token else {})
+                request = ResponsesAgentRequest(input=[{"role": "user", "content": text}])
+                return [e["item"] async for e in agent.stream_handler(request)
+                        if e["type"] == "response.output_item.done"]
+
+            check(asyncio.run(asyncio.wait_for(run(), timeout=90)))
+    finally:
+        sys.modules.pop(module_name, None)
