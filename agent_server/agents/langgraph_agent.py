@@ -26,13 +26,13 @@ from mlflow.types.responses import ResponsesAgentRequest
 
 from .langgraph_events import responses_events
 from .mcp_langchain import load_mcp_tools
-from .mcp_servers import mcp_settings, note_events
+from .mcp_servers import mcp_settings_at_startup, note_events
 from .model_choice import choose_model
 from .request_input import chat_messages
 from .tools import TOOLS
 
 MODEL = choose_model()
-MCP = mcp_settings()
+MCP = mcp_settings_at_startup()
 
 INSTRUCTIONS = (
     "You are a helpful assistant. Use get_current_time when asked about the time or date, "

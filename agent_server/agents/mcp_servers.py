@@ -141,6 +141,14 @@ def mcp_settings(environ=os.environ) -> McpSettings:
     )
 
 
+def mcp_settings_at_startup() -> McpSettings:
+    """:func:`mcp_settings`, stopping start-up with just the message if malformed."""
+    try:
+        return mcp_settings()
+    except McpSettingsError as error:
+        raise SystemExit(str(error)) from None
+
+
 # ----- auth ---------------------------------------------------------------------
 
 @functools.cache

@@ -21,14 +21,14 @@ from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
 from .mcp_openai import connect_mcp_servers
-from .mcp_servers import mcp_settings, note_events
+from .mcp_servers import mcp_settings_at_startup, note_events
 from .model_choice import choose_model
 from .openai_events import responses_events
 from .request_input import input_items
 from .tools import TOOLS
 
 MODEL = choose_model()
-MCP = mcp_settings()
+MCP = mcp_settings_at_startup()
 
 INSTRUCTIONS = (
     "You are a helpful assistant. Use get_current_time when asked about the time or date, "
