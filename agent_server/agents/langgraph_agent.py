@@ -2,35 +2,37 @@
 
 A tool-calling graph: the model node answers or asks for tools, the tools
 node runs them, and the loop ends when the model answers without a tool call.
-Change ``INSTRUCTIONS``, the tools (see ``tools.py``) or ``build_graph``; the
-handlers at the bottom stream the graph to the server. Importing this module
+Change ``INSTRUCTIONS``, the tools (see ``tools.py``) or ``build_graph``;
+MCP servers come from ``MCP_SERVERS`` (see ``mcp_servers.py``). The handlers
+at the bottom stream the graph to the server. Importing this module
 registers them with the server.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-from collections.abc import AsyncIterator
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Sequence
 
 import mlflow
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import SystemMessage
-from langchain_core.tools import StructuredTool
+from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
 from .langgraph_events import responses_events
+from .mcp_langchain import load_mcp_tools
+from .mcp_servers import mcp_settings_at_startup, note_events
 from .model_choice import choose_model
 from .request_input import chat_messages
 from .tools import TOOLS
 
-logger = logging.getLogger(__name__)
-
-FRAMEWORK = "langgraph"
 MODEL = choose_model()
+MCP = mcp_settings_at_startup()
 
 INSTRUCTIONS = (
     "You are a helpful assistant. Use get_current_time when asked about the time or date, "
@@ -53,17 +55,14 @@ def build_model() -> BaseChatModel:
 
 def _as_langchain_tool(function) -> StructuredTool:
     # Async tools need `coroutine=`; sync ones `func=`.
-    import inspect
-
     if inspect.iscoroutinefunction(function):
         return StructuredTool.from_function(coroutine=function)
     return StructuredTool.from_function(func=function)
 
 
-@functools.cache
-def build_graph():
-    """The compiled graph (built once per process)."""
-    tools = [_as_langchain_tool(function) for function in TOOLS]
+def build_graph(mcp_tools: Sequence[BaseTool] = ()):
+    """The compiled graph: the tools of ``tools.py`` plus this run's MCP tools."""
+    tools = [*(_as_langchain_tool(function) for function in TOOLS), *mcp_tools]
     model = build_model().bind_tools(tools)
 
     async def call_model(state: MessagesState) -> dict:
@@ -78,10 +77,24 @@ def build_graph():
     return graph.compile()
 
 
+@functools.cache
+def graph_without_mcp():
+    """The graph when no MCP server is configured (built once per process)."""
+    return build_graph()
+
+
 @stream()
 async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
     """Run the graph, streaming Responses events (background requests use this too)."""
-    astream = build_graph().astream({"messages": chat_messages(request)}, stream_mode=["updates", "messages"])
+    graph = graph_without_mcp()
+    if MCP.servers:
+        # Servers are checked for every run; one that fails is left out and
+        # the response says so before the answer.
+        mcp_tools, unavailable = await load_mcp_tools(MCP)
+        for event in note_events(unavailable, f"resp_placeholder_{uuid.uuid4().hex}"):
+            yield event
+        graph = build_graph(mcp_tools)
+    astream = graph.astream({"messages": chat_messages(request)}, stream_mode=["updates", "messages"])
     async for event in responses_events(astream):
         yield event
 

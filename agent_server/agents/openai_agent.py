@@ -1,31 +1,34 @@
 """The OpenAI Agents SDK variant. This is the file you edit.
 
 Change ``INSTRUCTIONS``, the tools (see ``tools.py``) or ``create_agent``;
-the handlers at the bottom stream the run to the server and seldom need
-changes. Importing this module registers them with the server.
+MCP servers come from ``MCP_SERVERS`` (see ``mcp_servers.py``). The handlers
+at the bottom stream the run to the server and seldom need changes.
+Importing this module registers them with the server.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import mlflow
 from agents import Agent, Model, Runner, function_tool
+from agents.mcp import MCPServer
+from agents.models.fake_id import FAKE_RESPONSES_ID
 from agents.tracing import set_trace_processors
 from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
+from .mcp_openai import connect_mcp_servers
+from .mcp_servers import mcp_settings_at_startup, note_events
 from .model_choice import choose_model
 from .openai_events import responses_events
 from .request_input import input_items
 from .tools import TOOLS
 
-logger = logging.getLogger(__name__)
-
-FRAMEWORK = "openai"
 MODEL = choose_model()
+MCP = mcp_settings_at_startup()
 
 INSTRUCTIONS = (
     "You are a helpful assistant. Use get_current_time when asked about the time or date, "
@@ -51,22 +54,29 @@ def build_model() -> Model:
     return OpenAIChatCompletionsModel(model=MODEL.endpoint, openai_client=AsyncDatabricksOpenAI())
 
 
-def create_agent() -> Agent:
-    """The agent one request runs."""
+def create_agent(mcp_servers: list[MCPServer] = ()) -> Agent:
+    """The agent one request runs, with the MCP servers that passed this run's check."""
     return Agent(
         name="assistant",
         instructions=INSTRUCTIONS,
         model=build_model(),
         tools=[function_tool(tool) for tool in TOOLS],
+        mcp_servers=list(mcp_servers),
     )
 
 
 @stream()
 async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
     """Run the agent, streaming Responses events (background requests use this too)."""
-    result = Runner.run_streamed(create_agent(), input=input_items(request))
-    async for event in responses_events(result.stream_events()):
-        yield event
+    # MCP servers stay connected for the whole run; one that fails its check is
+    # left out, and the response says so before the answer.
+    async with AsyncExitStack() as stack:
+        servers, unavailable = await connect_mcp_servers(stack, MCP)
+        for event in note_events(unavailable, FAKE_RESPONSES_ID):
+            yield event
+        result = Runner.run_streamed(create_agent(servers), input=input_items(request))
+        async for event in responses_events(result.stream_events()):
+            yield event
 
 
 @invoke()

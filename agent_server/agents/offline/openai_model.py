@@ -52,7 +52,8 @@ def turns_from_items(input: str | list[Any]) -> list[Turn]:
             tool_names[item.get("call_id", "")] = item.get("name", "")
         elif kind == "function_call_output":
             output = item.get("output")
-            text = output if isinstance(output, str) else json.dumps(output)
+            # MCP tools return content blocks; their text is the result.
+            text = output if isinstance(output, str) else (text_of(output) or json.dumps(output))
             turns.append(Turn("tool", text, tool_names.get(item.get("call_id", ""))))
         elif item.get("role") in ("user", "assistant"):
             turns.append(Turn(item["role"], text_of(item.get("content"))))

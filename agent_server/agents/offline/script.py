@@ -4,6 +4,9 @@ Both SDK adapters translate their messages into :class:`Turn` objects, ask
 :func:`plan_reply`, and translate the answer back. The rules:
 
 - right after a tool result: answer with that result;
+- asked to use a tool by name ("use the add tool with {"a": 2, "b": 3}"):
+  call it, with the JSON object in the message as its arguments (none without
+  one); this is how MCP tools, whose names the script cannot know, get called;
 - asked about the time (and ``get_current_time`` is available): call it;
 - asked to research something (and ``research`` is available): call it, with
   the topic and the seconds from the request ("research tides for 5 seconds");
@@ -12,12 +15,16 @@ Both SDK adapters translate their messages into :class:`Turn` objects, ask
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 _SECONDS = re.compile(r"\b(?:for\s+)?(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
 _RESEARCH = re.compile(r"\bresearch(?:ing)?\b(?:\s+(?:on|about|into|the topic(?: of)?))?\s*(?P<topic>.*)", re.IGNORECASE | re.DOTALL)
+_NAMED_TOOL = re.compile(
+    r"\b(?:use|call|run)\s+(?:the\s+)?[`'\"]?(?P<name>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)", re.IGNORECASE
+)
 _TIME = re.compile(r"\b(time|clock|what day|date today|today's date)\b", re.IGNORECASE)
 
 
@@ -55,12 +62,33 @@ def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
         return TextReply(_answer_from_tool(last))
     if last.role == "user":
         text = last.text
+        named = _named_tool(text, tool_names)
+        if named:
+            return named
         research = _RESEARCH.search(text)
         if research and "research" in tool_names:
             return ToolCall("research", _research_arguments(research["topic"]))
         if _TIME.search(text) and "get_current_time" in tool_names:
             return ToolCall("get_current_time", {})
     return TextReply(_fallback(last.text, tool_names))
+
+
+def _named_tool(text: str, tool_names: list[str]) -> Plan | None:
+    """A call of the tool the user names, if they name an available one."""
+    name = next((m["name"] for m in _NAMED_TOOL.finditer(text) if m["name"] in tool_names), None)
+    if name is None:
+        return None
+    start, end = text.find("{"), text.rfind("}")
+    if start == -1 or end < start:
+        return ToolCall(name, {})
+    try:
+        arguments = json.loads(text[start:end + 1])
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        return TextReply(f"To call {name}, give its arguments as one JSON object, "
+                         f'e.g. "use the {name} tool with {{"key": "value"}}".')
+    return ToolCall(name, arguments)
 
 
 def _research_arguments(rest: str) -> dict:
@@ -89,6 +117,8 @@ def _fallback(text: str, tool_names: list[str]) -> str:
         examples.append('"What time is it?"')
     if "research" in tool_names:
         examples.append('"Research tide pools for 5 seconds"')
+    if others := [name for name in tool_names if name not in ("get_current_time", "research")]:
+        examples.append(f'"Use the {others[0]} tool with {{...JSON arguments...}}" (tools: {", ".join(others)})')
     hint = f" Try {' or '.join(examples)} to see a tool call." if examples else ""
     heard = f' You wrote: "{snippet}".' if snippet else ""
     return (
