@@ -37,6 +37,7 @@ from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
 from .event_log import AttemptWriter, EventLog
 from .identity import owner_of, storable_headers
+from .listing import list_page
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
@@ -44,6 +45,7 @@ from .runner import RunLease, Runner
 from .settings import EngineSettings
 from .store import Store
 from .tracing import warm_up_tracing
+from ..web import install_web_page
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ class LongRunningAgentServer(AgentServer):
         self._engine: _Engine | None = None
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
+        self._serve_web_page = not enable_chat_proxy  # with the proxy, `/` is upstream's chat app
         super().__init__(agent_type, enable_chat_proxy=enable_chat_proxy)
         install_error_handlers(self.app)
         self.app.router.lifespan_context = self._lifespan
@@ -221,6 +224,13 @@ class LongRunningAgentServer(AgentServer):
         @self.app.get("/health")
         async def health() -> JSONResponse:
             return JSONResponse(await self._health())
+
+        @self.app.get("/responses")
+        async def list_responses(request: Request):
+            return await list_page(self._require_engine().store, owner_of(request.headers), request.query_params)
+
+        if self._serve_web_page:
+            install_web_page(self.app)
 
         @self.app.get("/responses/{response_id}")
         async def retrieve(response_id: str, request: Request):

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from .database import Database
-from .models import ResponseRow, Status, StoredEvent
+from .models import ResponseRow, ResponseSummary, Status, StoredEvent
 from .response_object import event_json, response_from_row, terminal_event
 
 
@@ -289,6 +289,16 @@ class Store:
 
     async def notify_control(self, payload: str) -> None:
         await self._run(self.q.notify_control, {"channel": self.q.control_channel, "payload": payload})
+
+    async def list_responses(
+        self, owner: str, *, limit: int, after: str | None = None, status: Status | None = None
+    ) -> list[ResponseSummary]:
+        """``owner``'s responses newest first, those after the response ``after`` (none if it is unknown)."""
+        records = await self._all(
+            self.q.list_responses,
+            {"owner": owner, "limit": limit, "after": after, "status": status.value if status else None},
+        )
+        return [ResponseSummary.from_record(r) for r in records]
 
 
 def _item(event_data: str) -> dict[str, Any]:
