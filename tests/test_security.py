@@ -357,7 +357,10 @@ def test_schema_name_reaches_sql_only_as_a_quoted_identifier():
 EXPECTED_ROUTES = {
     ("POST", "/invocations"), ("POST", "/responses"), ("GET", "/agent/info"), ("GET", "/health"),
     ("GET", "/responses/{response_id}"), ("POST", "/responses/{response_id}/cancel"),
-    ("DELETE", "/responses/{response_id}"),
+    ("DELETE", "/responses/{response_id}"), ("GET", "/responses"),
+    # The web page and its fixed set of files (agent_server/web).
+    ("GET", "/"), ("GET", "/web/app.js"), ("GET", "/web/markdown.js"), ("GET", "/web/style.css"),
+    ("GET", "/web/icon.svg"),
     # FastAPI's generated API documentation (read-only).
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }
