@@ -284,7 +284,7 @@
         const why = err instanceof HttpError ? describeError(err) : "Connection to the server lost.";
         setNotice(turn, `${why} Retrying in ${Math.round(delay / 1000)} s…`);
         await sleep(delay, controller.signal);
-        delay = Math.min(delay * 2, 10000);
+        delay = Math.min(delay * 2, 5000);
       }
       response = null;
     }
