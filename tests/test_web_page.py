@@ -69,12 +69,11 @@ class PageServer:
         self.process.start(timeout=180)
         self.url = self.process.base_url + "/"
 
-    def restart(self) -> None:
-        """Kill it, then start the same server on the same port; the new one resumes the killed
-        one's runs once their heartbeat is stale. (SIGKILL: on SIGTERM uvicorn would first wait
-        for the page's open stream to end, that is, for the answer to finish.)"""
+    def start_again(self) -> None:
+        """Start the (killed) server anew on the same port; the new one resumes the killed
+        one's runs once their heartbeat is stale. (Killed, not SIGTERM: on SIGTERM uvicorn
+        would first wait for the page's open stream to end, that is, for the answer to finish.)"""
         old = self.process
-        old.kill()
         self.process = ServerProcess(old.argv[:-2], env=old.env, port=old.port, log_path=old.log_path)
         self.process.start(timeout=180)
 
@@ -224,7 +223,10 @@ def test_server_restart_mid_answer_resumes_and_finishes(server, new_page):
     page.goto(server.url)
     send(page, "Research tide pools for 4 seconds")
     page.locator(".tool.running").wait_for()
-    server.restart()
+    server.process.kill()
+    # While the server is down the page says so, and keeps retrying.
+    page.locator(".turn.assistant .notice", has_text="Retrying in").wait_for()
+    server.start_again()
     rid = wait_finished(page, 0)
 
     turn = answer_turns(page).nth(0)

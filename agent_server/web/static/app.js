@@ -343,6 +343,7 @@
       redrawTurn(turn);
     }
     $("empty").hidden = turns.length > 0;
+    list.hidden = turns.length === 0;
     $("viewing").hidden = !viewed;
     $("composer").hidden = !!viewed;
     if (viewed) $("viewing-id").textContent = viewed.id;
