@@ -48,7 +48,11 @@ _GOOD = {"input": "hi", "background": True}
 
 CASES = [
     # Unsupported methods on every path.
-    ("GET", "/responses", {}, 405, None),
+    ("PATCH", "/responses", {}, 405, None),
+    # The list of one's responses (GET /responses): hostile parameters.
+    *[("GET", "/responses", {"params": params}, 400, "invalid_parameter")
+      for params in ({"limit": "9" * 5000}, {"limit": "-1"}, {"status": "'; DROP TABLE responses; --"},
+                     {"after": "resp_" + "a" * 31 + "%00"}, {"after": "%27%20OR%20%271%27%3D%271"})],
     ("PUT", "/responses", {"json": _GOOD}, 405, None),
     ("DELETE", "/responses", {}, 405, None),
     ("GET", "/invocations", {}, 405, None),

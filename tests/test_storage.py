@@ -34,7 +34,7 @@ def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
         await asyncio.gather(*[db.close() for db in dbs])
 
     asyncio.run(main())
-    assert sql(f"SELECT version FROM {db_schema}.schema_migrations ORDER BY 1") == [(1,), (2,)]
+    assert sql(f"SELECT version FROM {db_schema}.schema_migrations ORDER BY 1") == [(1,), (2,), (3,)]
     tables = sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db_schema,))
     assert tables == [("events",), ("responses",), ("schema_migrations",)]
 
