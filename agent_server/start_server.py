@@ -110,6 +110,17 @@ if os.environ.get("MLFLOW_EXPERIMENT_ID"):
         logger.warning("MLflow git-based version tracking not set up: %s", exc)
 
 
+def page_url(argv: list[str], environ) -> str:
+    """Where a browser on this machine finds the page, for ``--port`` / ``PORT`` / ``HOST``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--port", type=int, default=int(environ.get("PORT") or 8000))
+    args, _ = parser.parse_known_args(argv)
+    host = environ.get("HOST") or "0.0.0.0"
+    # A server listening on every interface is reached as localhost.
+    shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host
+    return f"http://{shown}:{args.port}/"
+
+
 def main() -> None:
     """Entry point of ``uv run start-server``."""
     parser = argparse.ArgumentParser(
@@ -117,6 +128,8 @@ def main() -> None:
         epilog="Also: --port N (default $PORT or 8000), --workers N, --reload.",
     )
     parser.parse_known_args()  # --help and a bad --agent value end here
+    if not os.environ.get("DATABRICKS_APP_NAME"):  # deployed, the app's URL is in the workspace
+        print(f"Open {page_url(sys.argv[1:], os.environ)} for the agent's page", flush=True)
     agent_server.run("agent_server.start_server:app", host=os.environ.get("HOST") or "0.0.0.0", argv=sys.argv[1:])
 
 

@@ -48,7 +48,11 @@ _GOOD = {"input": "hi", "background": True}
 
 CASES = [
     # Unsupported methods on every path.
-    ("GET", "/responses", {}, 405, None),
+    ("PATCH", "/responses", {}, 405, None),
+    # The list of one's responses (GET /responses): hostile parameters.
+    *[("GET", "/responses", {"params": params}, 400, "invalid_parameter")
+      for params in ({"limit": "9" * 5000}, {"limit": "-1"}, {"status": "'; DROP TABLE responses; --"},
+                     {"after": "resp_" + "a" * 31 + "%00"}, {"after": "%27%20OR%20%271%27%3D%271"})],
     ("PUT", "/responses", {"json": _GOOD}, 405, None),
     ("DELETE", "/responses", {}, 405, None),
     ("GET", "/invocations", {}, 405, None),
@@ -357,7 +361,10 @@ def test_schema_name_reaches_sql_only_as_a_quoted_identifier():
 EXPECTED_ROUTES = {
     ("POST", "/invocations"), ("POST", "/responses"), ("GET", "/agent/info"), ("GET", "/health"),
     ("GET", "/responses/{response_id}"), ("POST", "/responses/{response_id}/cancel"),
-    ("DELETE", "/responses/{response_id}"), ("GET", "/responses/{response_id}/input_items"),
+    ("DELETE", "/responses/{response_id}"), ("GET", "/responses/{response_id}/input_items"), ("GET", "/responses"),
+    # The web page and its fixed set of files (agent_server/web).
+    ("GET", "/"), ("GET", "/web/app.js"), ("GET", "/web/markdown.js"), ("GET", "/web/style.css"),
+    ("GET", "/web/icon.svg"),
     # FastAPI's generated API documentation (read-only).
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }

@@ -64,6 +64,28 @@ class ResponseRow:
 
 
 @dataclass(frozen=True)
+class ResponseSummary:
+    """One row of an owner's list of responses: no output, a preview of the last input."""
+
+    response_id: str
+    status: Status
+    attempt_number: int
+    model: str
+    error: dict[str, Any] | None
+    incomplete_details: dict[str, Any] | None
+    trace_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_seconds: float
+    input_preview: str | None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "ResponseSummary":
+        return cls(**{**record, "status": Status(record["status"])})
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     sequence_number: int
     type: str

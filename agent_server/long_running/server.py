@@ -41,6 +41,7 @@ from .errors import ApiError, install_error_handlers, not_found
 from .handler import HandlerInvoker
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
+from .listing import list_page
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
@@ -50,6 +51,7 @@ from .tail import EventTail
 from .tracing import TracingWarmUp
 from .unstored import run_unstored
 from .worker import Worker
+from ..web import install_web_page
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,7 @@ class LongRunningAgentServer(AgentServer):
         self._engine: _Engine | None = None
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
+        self._serve_web_page = not enable_chat_proxy  # with the proxy, `/` is upstream's chat app
         super().__init__(agent_type, enable_chat_proxy=enable_chat_proxy)
         self._tracing = TracingWarmUp()
         self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready)
@@ -223,6 +226,13 @@ class LongRunningAgentServer(AgentServer):
         @self.app.get("/health")
         async def health() -> JSONResponse:
             return JSONResponse(await self._health())
+
+        @self.app.get("/responses")
+        async def list_responses(request: Request):
+            return await list_page(self._require_engine().store, owner_of(request.headers), request.query_params)
+
+        if self._serve_web_page:
+            install_web_page(self.app)
 
         @self.app.get("/responses/{response_id}")
         async def retrieve(response_id: str, request: Request):

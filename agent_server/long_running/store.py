@@ -14,7 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from .database import Database
-from .models import ResponseRow, Status, StoredEvent
+from .models import ResponseRow, ResponseSummary, Status, StoredEvent
 from .response_object import event_json, response_from_row, terminal_event
 
 
@@ -249,6 +249,17 @@ class Store:
 
     async def delete_expired(self, retention_seconds: float) -> None:
         await self._run(self.q.delete_expired, {"retention_seconds": float(retention_seconds)})
+
+
+    async def list_responses(
+        self, owner: str, *, limit: int, after: str | None = None, status: Status | None = None
+    ) -> list[ResponseSummary]:
+        """``owner``'s responses newest first, those after the response ``after`` (none if it is unknown)."""
+        records = await self._all(
+            self.q.list_responses,
+            {"owner": owner, "limit": limit, "after": after, "status": status.value if status else None},
+        )
+        return [ResponseSummary.from_record(r) for r in records]
 
 
 def _output_items(records) -> list[dict[str, Any]]:

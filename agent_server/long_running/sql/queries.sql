@@ -226,3 +226,23 @@ DELETE FROM {schema}.responses
 WHERE status IN ('completed', 'failed', 'cancelled', 'incomplete')
   AND updated_at < now() - make_interval(secs => %(retention_seconds)s);
 
+-- name: list_responses
+-- One owner's responses, newest first, after the cursor response (keyset paging), optionally of one status; no output, only a preview of the last input.
+SELECT r.response_id, r.status, r.attempt_number, r.model, r.error, r.incomplete_details, r.trace_id,
+       r.created_at, r.started_at,
+       CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'incomplete') THEN r.updated_at END AS completed_at,
+       extract(epoch FROM (CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'incomplete')
+                                THEN r.updated_at ELSE now() END)
+                          - coalesce(r.started_at, r.created_at))::float8 AS duration_seconds,
+       CASE jsonb_typeof(r.request #> '{{input,-1,content}}')
+           WHEN 'string' THEN left(r.request #>> '{{input,-1,content}}', 200)
+           WHEN 'array' THEN left(r.request #>> '{{input,-1,content,0,text}}', 200)
+       END AS input_preview
+FROM {schema}.responses AS r
+WHERE r.owner = %(owner)s
+  AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (%(after)s::text IS NULL OR (r.created_at, r.response_id) < (
+        SELECT c.created_at, c.response_id FROM {schema}.responses AS c
+        WHERE c.response_id = %(after)s::text AND c.owner = %(owner)s))
+ORDER BY r.created_at DESC, r.response_id DESC
+LIMIT %(limit)s;

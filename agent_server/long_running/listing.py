@@ -1,0 +1,94 @@
+"""``GET /responses``: the caller's own responses, newest first, a page at a time.
+
+Our extension to the OpenAI API (which has no list of responses). The page
+has the shape of OpenAI's other lists: ``{"object": "list", "data", "first_id",
+"last_id", "has_more"}``; the next page is ``?after=<last_id>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .errors import ApiError
+from .models import ResponseSummary, Status
+from .store import Store
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+_RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{32}$")
+_STATUSES = ", ".join(s.value for s in Status)
+
+
+async def list_page(store: Store, owner: str, params: Mapping[str, str]) -> dict[str, Any]:
+    """One page of ``owner``'s responses for the query parameters ``limit``, ``after`` and ``status``."""
+    limit = _limit(params.get("limit"))
+    after = _after(params.get("after"))
+    status = _status(params.get("status"))
+    # One row more than asked for says whether there is another page.
+    rows = await store.list_responses(owner, limit=limit + 1, after=after, status=status)
+    if after is not None and not rows and await store.get_response(after, owner) is None:
+        # An empty page would look like the end of the list; say the cursor is wrong instead.
+        raise ApiError(400, f"after: no response with id '{after}' found.", code="invalid_parameter", param="after")
+    data = [summary_object(row) for row in rows[:limit]]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(rows) > limit,
+    }
+
+
+def summary_object(row: ResponseSummary) -> dict[str, Any]:
+    """A Response object without ``output``, plus when it ran and what it was asked."""
+    return {
+        "id": row.response_id,
+        "object": "response",
+        "created_at": int(row.created_at.timestamp()),
+        "status": row.status.value,
+        "background": True,
+        "model": row.model,
+        "error": row.error,
+        "incomplete_details": row.incomplete_details,
+        "metadata": {"trace_id": row.trace_id} if row.trace_id else {},
+        "attempt_number": row.attempt_number,
+        "started_at": _epoch(row.started_at),
+        "completed_at": _epoch(row.completed_at),
+        "duration_seconds": round(max(row.duration_seconds, 0.0), 3),
+        "input_preview": row.input_preview,
+    }
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return round(value.timestamp(), 3) if value is not None else None
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {value[:40]!r}.",
+                       code="invalid_parameter", param="limit")
+    return int(value)
+
+
+def _after(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _RESPONSE_ID.match(value):
+        raise ApiError(400, f"after must be a response id ('resp_' followed by 32 lowercase hex digits), "
+                       f"got {value[:80]!r}.", code="invalid_parameter", param="after")
+    return value
+
+
+def _status(value: str | None) -> Status | None:
+    if value is None:
+        return None
+    try:
+        return Status(value)
+    except ValueError:
+        raise ApiError(400, f"status must be one of {_STATUSES}, got {value[:40]!r}.",
+                       code="invalid_parameter", param="status") from None

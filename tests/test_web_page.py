@@ -1,0 +1,314 @@
+"""The web page at ``/`` in real headless Chromium (Debian's ``chromium``, driven by
+Playwright for Python), against a real ``start-server`` process with the offline
+model and the session's embedded PostgreSQL.
+
+Locally these tests skip when no browser is installed; under ``CI=true`` a
+missing browser fails them. Every case saves a screenshot of its page at the
+end, passing or failing, to ``.test-screenshots/<test>.png`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import PROJECT_ROOT, ServerProcess, agent_server_process
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = PROJECT_ROOT / ".test-screenshots"
+WAIT_MS = 60_000  # an upper bound for the slowest step on a loaded 2-core machine, never a speed check
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _missing_browser() -> str | None:
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM} (install Debian's package: apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed (uv sync installs the dev group)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = _missing_browser()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests cannot run under CI: {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class PageServer:
+    """One ``start-server`` (offline model) that a test may restart on the same port."""
+
+    def __init__(self, pg_url: str, log_dir: Path):
+        env = {
+            "DATABASE_URL": pg_url,
+            "AGENT_SERVER_DB_SCHEMA": f"web_{uuid.uuid4().hex[:8]}",
+            "LLM_ENDPOINT_NAME": "",
+            # Slow enough that a reload or a restart lands in the middle of an answer.
+            "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.04",
+        }
+        self.process = agent_server_process("openai", log_dir, env)
+        self.process.start(timeout=180)
+        self.url = self.process.base_url + "/"
+
+    def start_again(self) -> None:
+        """Start the (killed) server anew on the same port; the new one resumes the killed
+        one's runs once their heartbeat is stale. (Killed, not SIGTERM: on SIGTERM uvicorn
+        would first wait for the page's open stream to end, that is, for the answer to finish.)"""
+        old = self.process
+        self.process = ServerProcess(old.argv[:-2], env=old.env, port=old.port, log_path=old.log_path)
+        self.process.start(timeout=180)
+
+    def get(self, path: str, headers: dict | None = None) -> dict:
+        return httpx.get(self.process.base_url + path, headers=headers, timeout=30).json()
+
+
+@pytest.fixture(scope="module")
+def server(browser, pg_url, tmp_path_factory):
+    page_server = PageServer(pg_url, tmp_path_factory.mktemp("web"))
+    yield page_server
+    page_server.process.kill()
+
+
+@pytest.fixture
+def new_page(browser, request):
+    """Factory: ``new_page(headers=None)`` -> a page in a fresh browser context (own storage)."""
+    contexts, pages = [], []
+
+    def make(headers: dict | None = None):
+        context = browser.new_context(viewport={"width": 1200, "height": 800}, extra_http_headers=headers or {})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.script_errors = errors
+        pages.append(page)
+        return page
+
+    yield make
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for n, page in enumerate(pages):
+        path = SCREENSHOTS / f"{request.node.name}{'-' + str(n) if n else ''}.png"
+        try:
+            page.screenshot(path=str(path))
+            print(f"screenshot: {path}")
+        except Exception as exc:  # a crashed page: the test's own failure says more
+            print(f"no screenshot ({exc})")
+    for context in contexts:
+        context.close()
+    for page in pages:
+        assert page.script_errors == [], page.script_errors
+
+
+def send(page, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def answer_turns(page):
+    return page.locator(".turn.assistant")
+
+
+def wait_finished(page, index: int, status: str = "completed") -> str:
+    """Wait until assistant turn ``index`` ends with ``status``; its response id."""
+    turn = answer_turns(page).nth(index)
+    turn.and_(page.locator(f"[data-status={status}]")).wait_for()
+    return turn.get_attribute("data-response-id")
+
+
+def stored_text(server: PageServer, response_id: str, headers: dict | None = None) -> str:
+    """The answer as the server stored it (the last attempt's message items)."""
+    response = server.get(f"/responses/{response_id}", headers)
+    return "".join(part["text"] for item in response["output"] if item["type"] == "message"
+                   for part in item["content"] if part["type"] == "output_text")
+
+
+def shown_text(page, index: int) -> str:
+    """The text of assistant turn ``index``'s answers, in its current attempt."""
+    return page.locator(".turn.assistant").nth(index).locator(".attempt:not(.interrupted) .answer").all_inner_texts()
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# ----- the cases ---------------------------------------------------------------------------------
+
+def test_message_streams_in_word_by_word_with_tool_calls_and_multi_turn(server, new_page):
+    page = new_page()
+    posts = []
+    page.on("request", lambda r: posts.append(r.post_data_json) if r.method == "POST" else None)
+    page.goto(server.url)
+    # Record every state the answer passes through, as the browser draws it.
+    page.evaluate("""() => {
+        window.seen = [];
+        new MutationObserver(() => {
+            const turns = document.querySelectorAll('.turn.assistant');
+            const answer = turns.length && turns[turns.length - 1].querySelector('.answer');
+            if (answer) window.seen.push(answer.innerText);
+        }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
+    }""")
+
+    send(page, "What time is it?")
+    first = wait_finished(page, 0)
+    tool = answer_turns(page).nth(0).locator(".tool")
+    assert tool.count() == 1 and "get_current_time" in tool.inner_text() and "done" in tool.inner_text()
+    assert normalise(" ".join(shown_text(page, 0))) == normalise(stored_text(server, first))
+
+    page.evaluate("window.seen = []")
+    send(page, "Hello there")
+    second = wait_finished(page, 1)
+    final = normalise(stored_text(server, second))
+    assert normalise(" ".join(shown_text(page, 1))) == final
+    partial = [normalise(s) for s in page.evaluate("window.seen")]
+    growing = [s for s in dict.fromkeys(partial) if s and s != final]
+    # Streamed: many distinct partial answers, each the start of the final one.
+    assert len(growing) >= 5, growing
+    assert all(final.startswith(s.rstrip("▍")) for s in growing), growing
+
+    # The second message continues from the first completed answer.
+    assert posts[0]["background"] is True and posts[0]["stream"] is True
+    assert "previous_response_id" not in posts[0]
+    assert posts[1]["previous_response_id"] == first
+    # The runs panel shows both, newest first.
+    page.locator(f".run[data-response-id='{first}'][data-status=completed]").wait_for()
+    ids = page.locator(".run").evaluate_all("rows => rows.map(r => r.dataset.responseId)")
+    assert ids.index(second) < ids.index(first)
+
+
+def test_reload_mid_answer_finishes_exactly_once(server, new_page):
+    page = new_page()
+    page.goto(server.url)
+    send(page, "Research tide pools for 3 seconds")
+    page.locator(".tool.running").wait_for()
+    cursor_before = page.evaluate("JSON.parse(localStorage.getItem('agent-chat-v1')).turns[1].cursor")
+    resumed_from = []
+    page.on("request", lambda r: resumed_from.append(r.url) if "starting_after=" in r.url else None)
+    page.reload()
+    # After the reload the answer streams; reload once more in the middle of its text.
+    page.locator(".answer.streaming").wait_for()
+    page.reload()
+    rid = wait_finished(page, 0)
+
+    # The first request after the reload resumed after the last event drawn before it (the tool call).
+    assert int(re.search(r"starting_after=(\d+)", resumed_from[0]).group(1)) >= cursor_before >= 1
+    turn = answer_turns(page).nth(0)
+    assert turn.locator(".tool").count() == 1 and turn.locator(".answer").count() == 1
+    assert page.locator(".turn.user").count() == 1
+    assert normalise(turn.locator(".answer").inner_text()) == normalise(stored_text(server, rid))
+    assert "Research on 'tide pools' finished" in turn.locator(".tool-output").inner_text()
+
+
+def test_server_restart_mid_answer_resumes_and_finishes(server, new_page):
+    page = new_page()
+    page.goto(server.url)
+    send(page, "Research tide pools for 4 seconds")
+    page.locator(".tool.running").wait_for()
+    server.process.kill()
+    # While the server is down the page says so, and keeps retrying.
+    page.locator(".turn.assistant .notice", has_text="Retrying in").wait_for()
+    server.start_again()
+    rid = wait_finished(page, 0)
+
+    turn = answer_turns(page).nth(0)
+    assert "attempt 2" in turn.locator(".resumed").inner_text()
+    assert turn.locator(".attempt.interrupted .tool").count() == 1  # attempt 1's call, shown as interrupted
+    assert normalise(" ".join(shown_text(page, 0))) == normalise(stored_text(server, rid))
+    assert server.get(f"/responses/{rid}")["attempt_number"] == 2
+
+
+def test_cancel_from_the_runs_panel(server, new_page):
+    page = new_page()
+    page.goto(server.url)
+    send(page, "Research tide pools for 120 seconds")
+    page.locator(".tool.running").wait_for()
+    rid = answer_turns(page).nth(0).get_attribute("data-response-id")
+    row = page.locator(f".run[data-response-id='{rid}']")
+    row.and_(page.locator("[data-status=in_progress]")).wait_for()
+    row.get_by_role("button", name="Cancel").click()
+
+    page.locator(f".run[data-response-id='{rid}'][data-status=cancelled]").wait_for()
+    wait_finished(page, 0, "cancelled")
+    assert "Cancelled." in answer_turns(page).nth(0).inner_text()
+    assert server.get(f"/responses/{rid}")["status"] == "cancelled"
+    assert page.locator("#send").is_enabled()  # the composer is free again
+
+
+def test_a_second_identity_does_not_see_the_first_ones_runs(server, new_page):
+    alice = {"X-Forwarded-Email": "alice@example.com", "X-Forwarded-User": "alice"}
+    bob = {"X-Forwarded-Email": "bob@example.com", "X-Forwarded-User": "bob"}
+    page_a = new_page(alice)
+    page_a.goto(server.url)
+    send(page_a, "What time is it?")
+    alice_run = wait_finished(page_a, 0)
+    page_a.locator(f".run[data-response-id='{alice_run}']").wait_for()
+
+    page_b = new_page(bob)
+    page_b.goto(server.url)
+    send(page_b, "Hello from Bob")
+    bob_run = wait_finished(page_b, 0)
+    page_b.locator(f".run[data-response-id='{bob_run}'][data-status=completed]").wait_for()
+    assert page_b.locator(".run").evaluate_all("rows => rows.map(r => r.dataset.responseId)") == [bob_run]
+    # Bob's browser cannot reach Alice's run either.
+    status = page_b.evaluate(f"fetch('responses/{alice_run}').then(r => r.status)")
+    assert status == 404
+    page_a.reload()
+    page_a.locator(f".run[data-response-id='{alice_run}']").wait_for()
+    assert page_a.locator(f".run[data-response-id='{bob_run}']").count() == 0
+
+
+def test_markdown_in_model_output_renders_inert(server, new_page):
+    page = new_page()
+    page.goto(server.url)
+    # The offline model quotes the message back, so this is in the model's output.
+    payload = "**bold** <script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
+    send(page, payload)
+    rid = wait_finished(page, 0)
+    assert "<script>window.pwned=1</script>" in stored_text(server, rid)
+
+    answer = answer_turns(page).nth(0).locator(".answer")
+    assert answer.locator("strong").inner_text() == "bold"
+    assert "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>" in answer.inner_text()
+    assert page.locator("#messages script, #messages img, #messages [onerror]").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+    # The renderer itself, on hostile input: only its own tags, only safe links.
+    hostile = ["<img src=x onerror=alert(1)>", "[x](javascript:alert(1))", "[y](data:text/html,hi)",
+               "<a href='javascript:alert(1)'>z</a>", "```\n<script>alert(1)</script>\n```",
+               "**<iframe src=//x>**", "`<b>`", "> <style>*{}</style>", "[ok](https://example.com/?a=\"b\")"]
+    rendered = page.evaluate("""(inputs) => inputs.map(md => {
+        const box = document.createElement('div');
+        box.append(window.renderMarkdown(md));
+        return {tags: [...box.querySelectorAll('*')].map(e => e.tagName.toLowerCase()),
+                hrefs: [...box.querySelectorAll('a')].map(a => a.getAttribute('href')),
+                attrs: [...box.querySelectorAll('*')].flatMap(e => e.getAttributeNames()),
+                text: box.textContent};
+    })""", hostile)
+    allowed = {"p", "br", "strong", "em", "del", "code", "pre", "a", "ul", "ol", "li", "blockquote", "hr",
+               "h3", "h4", "h5", "h6"}
+    for source, result in zip(hostile, rendered):
+        assert set(result["tags"]) <= allowed, (source, result)
+        assert set(result["attrs"]) <= {"href", "rel", "target", "data-lang", "start"}, (source, result)
+        assert all(re.match(r"^(https?://|mailto:)", h) for h in result["hrefs"]), (source, result)
+    assert rendered[0]["text"] == hostile[0] and rendered[4]["text"] == "<script>alert(1)</script>"
+    assert rendered[8]["hrefs"] == ['https://example.com/?a="b"']
+    print(json.dumps(rendered[:2]))
