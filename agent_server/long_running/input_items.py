@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ApiError
+from .response_object import list_object
 
 MAX_LIMIT = 100
 
@@ -44,11 +45,4 @@ def list_input_items(request: dict[str, Any], response_id: str, *, limit: str | 
             raise ApiError(400, f"after={after[:80]!r} is not an input item of this response.",
                            code="invalid_parameter", param="after")
         items = items[ids.index(after) + 1:]
-    page = items[:count]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(items) > count,
-    }
+    return list_object(items[:count], has_more=len(items) > count)

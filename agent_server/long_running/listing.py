@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .response_object import list_object
 from .errors import ApiError
 from .models import ResponseSummary, Status
 from .store import Store
@@ -32,14 +33,7 @@ async def list_page(store: Store, owner: str, params: Mapping[str, str]) -> dict
     if after is not None and not rows and await store.get_response(after, owner) is None:
         # An empty page would look like the end of the list; say the cursor is wrong instead.
         raise ApiError(400, f"after: no response with id '{after}' found.", code="invalid_parameter", param="after")
-    data = [summary_object(row) for row in rows[:limit]]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(rows) > limit,
-    }
+    return list_object([summary_object(row) for row in rows[:limit]], has_more=len(rows) > limit)
 
 
 def summary_object(row: ResponseSummary) -> dict[str, Any]:
