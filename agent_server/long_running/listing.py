@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .response_object import list_object
 from .errors import ApiError
 from .models import ResponseSummary, Status
+from .response_object import list_object
 from .store import Store
 
 DEFAULT_LIMIT = 20
