@@ -33,7 +33,7 @@ def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
         await asyncio.gather(*[db.close() for db in dbs])
 
     asyncio.run(main())
-    assert sql(f"SELECT version FROM {db_schema}.schema_migrations ORDER BY 1") == [(1,), (2,), (3,)]
+    assert sql(f"SELECT version FROM {db_schema}.schema_migrations ORDER BY 1") == [(1,), (2,), (3,), (4,)]
     tables = sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db_schema,))
     assert tables == [("events",), ("responses",), ("schema_migrations",)]
 
@@ -217,3 +217,10 @@ def test_sigterm_to_a_single_worker_server_also_stops_its_embedded_postgres(tmp_
     finally:
         server.kill()
     assert not (tmp_path / "pgdata" / "postmaster.pid").exists(), server.log_tail()
+
+
+def test_migration_versions_are_unique():
+    from agent_server.long_running.queries import Queries
+
+    versions = [m.version for m in Queries("x").migrations()]
+    assert versions == sorted(set(versions)), versions

@@ -66,5 +66,8 @@ class Queries:
         result = []
         for path in sorted((_SQL_DIR / "migrations").glob("*.sql")):
             version = int(path.name.split("_", 1)[0])
+            if result and result[-1].version == version:
+                # Two branches each added the next number: the second would never run.
+                raise RuntimeError(f"two migrations share version {version}: {result[-1].name} and {path.stem}")
             result.append(Migration(version, path.stem, sql.SQL(path.read_text()).format(schema=ident)))
         return result
