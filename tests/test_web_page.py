@@ -154,6 +154,8 @@ def normalise(text: str) -> str:
 # ----- the cases ---------------------------------------------------------------------------------
 
 def test_message_streams_in_word_by_word_with_tool_calls_and_multi_turn(server, new_page):
+    # start-server says where the page is.
+    assert f"Open http://localhost:{server.process.port}/ for the agent's page" in server.process.log_tail(100_000)
     page = new_page()
     posts = []
     page.on("request", lambda r: posts.append(r.post_data_json) if r.method == "POST" else None)
