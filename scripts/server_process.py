@@ -67,7 +67,7 @@ class ServerProcess:
         except (httpx.HTTPError, ValueError):
             return None
 
-    def wait_until_healthy(self, timeout: float = 60.0, *, database: bool = False) -> "ServerProcess":
+    def wait_until_healthy(self, timeout: float = 120.0, *, database: bool = False) -> "ServerProcess":
         """Wait until ``/health`` answers (with ``database=True``: and the database is connected).
 
         Raises RuntimeError if the process exits first, TimeoutError (after
@@ -84,7 +84,7 @@ class ServerProcess:
         self.kill()
         raise TimeoutError(f"server did not become healthy in {timeout:.0f}s: {self.log_tail()}")
 
-    def start(self, timeout: float = 60.0) -> "ServerProcess":
+    def start(self, timeout: float = 120.0) -> "ServerProcess":
         return self.launch().wait_until_healthy(timeout)
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -109,9 +109,9 @@ class ServerProcess:
                 pass
             self.proc.wait(timeout=wait)
 
-    def stop(self) -> None:
-        """Graceful stop: SIGTERM (uvicorn shuts down, leases are released)."""
-        self.kill(signal.SIGTERM)
+    def stop(self, wait: float = 60.0) -> None:
+        """Graceful stop: SIGTERM (uvicorn shuts down, leases are released); SIGKILL after ``wait``."""
+        self.kill(signal.SIGTERM, wait=wait)
 
     def __enter__(self) -> "ServerProcess":
         return self.start()
