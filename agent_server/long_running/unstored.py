@@ -15,7 +15,8 @@ from mlflow.genai.agent_server import set_request_headers
 from .attempt import Handler
 from .attempts import RunLease
 from .models import Status
-from .response_object import build_response, error_body, event_json
+from .response_object import error_body, event_json
+from .writer import attempt_response
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,7 @@ class MemoryWriter:
         self.events: asyncio.Queue[str | None] = asyncio.Queue()
 
     def response(self, status: Status, error: dict[str, Any] | None = None) -> dict[str, Any]:
-        lease = self.lease
-        return build_response(
-            response_id=self.response_id, created_at=lease.created_at, status=status, model=lease.model,
-            output=self.output_items, attempt_number=1, error=error, trace_id=self.trace_id,
-            metadata=lease.metadata, background=False, custom_outputs=self.custom_outputs,
-        )
+        return attempt_response(self, status, error)
 
     def append(self, event: dict[str, Any], *, output: bool = True) -> None:
         if output and event.get("type") == "response.output_item.done" and isinstance(event.get("item"), dict):

@@ -26,6 +26,16 @@ MAX_BATCH = 500
 MAX_PENDING = 5000
 
 
+def attempt_response(writer: Any, status: Status, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Response object of a writer's attempt (stored or in memory) as it stands now."""
+    lease = writer.lease
+    return build_response(
+        response_id=lease.response_id, created_at=lease.created_at, status=status, model=lease.model,
+        output=writer.output_items, attempt_number=lease.attempt_number, error=error, trace_id=writer.trace_id,
+        metadata=lease.metadata, background=lease.background, custom_outputs=writer.custom_outputs,
+    )
+
+
 class LeaseLost(Exception):
     """The attempt no longer owns its response (cancelled, timed out, or claimed)."""
 
@@ -75,12 +85,7 @@ class AttemptWriter:
 
     def response(self, status: Status, error: dict[str, Any] | None = None) -> dict[str, Any]:
         """The Response object as this attempt has it now."""
-        lease = self.lease
-        return build_response(
-            response_id=self.response_id, created_at=lease.created_at, status=status, model=lease.model,
-            output=self.output_items, attempt_number=self.attempt_number, error=error, trace_id=self.trace_id,
-            metadata=lease.metadata, background=lease.background, custom_outputs=self.custom_outputs,
-        )
+        return attempt_response(self, status, error)
 
     def append(self, event: dict[str, Any], *, output: bool = True) -> None:
         """Number, serialise and queue one event (``event`` is stamped in place).
