@@ -327,17 +327,20 @@ class LongRunningAgentServer(AgentServer):
         answer_headers = {"x-ignored-fields": ",".join(ignored)} if ignored else {}
         if background:
             engine = self._require_engine()
-            response_id = await self._submit(engine, request_dict, headers, background=True)
+            response = await self._submit(engine, request_dict, headers, background=True)
             if stream:
-                return self._sse(engine, response_id, owner_of(headers), after=-1, headers=answer_headers)
-            row = await engine.store.get_response(response_id, owner_of(headers))
-            return JSONResponse(response_from_row(row), headers=answer_headers)
+                return self._sse(engine, response["id"], owner_of(headers), after=-1, headers=answer_headers)
+            # The Response as stored (queued or in_progress), as OpenAI answers a background
+            # create: no second read of the row on the accept path.
+            return JSONResponse(response, headers=answer_headers)
         return await self._standard(request_dict, stream, headers, store, answer_headers)
 
-    async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *, background: bool) -> str:
+    async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *,
+                      background: bool) -> dict[str, Any]:
+        """Store and start (or queue) a response; its Response object as first stored."""
         response_id = f"resp_{uuid.uuid4().hex}"
         try:
-            await engine.worker.submit(
+            return await engine.worker.submit(
                 response_id=response_id,
                 owner=owner_of(headers),
                 request=request_dict,
@@ -350,7 +353,6 @@ class LongRunningAgentServer(AgentServer):
             logger.exception("Could not store the response")
             raise ApiError(503, f"Background mode is unavailable: the database rejected the request ({exc}).",
                            code="background_unavailable") from None
-        return response_id
 
     async def _standard(self, request_dict: dict, stream: bool, headers: dict[str, str], store: bool,
                         answer_headers: dict[str, str]):
@@ -359,7 +361,7 @@ class LongRunningAgentServer(AgentServer):
         engine = self._engine if store else None
         if engine is not None:
             try:
-                response_id = await self._submit(engine, request_dict, headers, background=False)
+                response_id = (await self._submit(engine, request_dict, headers, background=False))["id"]
             except ApiError:
                 engine = None  # a standard request never depends on the database: answer unstored
         stored_headers = {**answer_headers, "x-response-stored": "true" if engine is not None else "false"}
