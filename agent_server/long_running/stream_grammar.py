@@ -38,9 +38,17 @@ class _OpenItem:
     output_index: int
     type: str
     skeleton: dict[str, Any]
-    text: dict[int, str] = field(default_factory=dict)  # content_index -> text so far
+    # content_index -> the text so far, as chunks: joining once at the end keeps a long
+    # message linear (appending to one growing string copied it at every delta).
+    text: dict[int, list[str]] = field(default_factory=dict)
     parts_closed: set[int] = field(default_factory=set)
     arguments: str = ""
+
+    def text_of(self, content_index: int) -> str:
+        chunks = self.text[content_index]
+        if len(chunks) > 1:
+            chunks[:] = ["".join(chunks)]
+        return chunks[0] if chunks else ""
 
 
 def _new_id(item_type: str) -> str:
@@ -92,16 +100,17 @@ class StreamGrammar:
 
     def _open_part(self, item: _OpenItem, content_index: int, out: list[dict]) -> None:
         if content_index not in item.text:
-            item.text[content_index] = ""
+            item.text[content_index] = []
             out.append({"type": "response.content_part.added", "item_id": item.item_id,
                         "output_index": item.output_index, "content_index": content_index,
                         "part": _text_part("")})
 
     def _close_parts(self, item: _OpenItem, out: list[dict]) -> None:
-        for content_index, text in sorted(item.text.items()):
+        for content_index in sorted(item.text):
             if content_index in item.parts_closed:
                 continue
             item.parts_closed.add(content_index)
+            text = item.text_of(content_index)
             out.append({"type": "response.output_text.done", "item_id": item.item_id,
                         "output_index": item.output_index, "content_index": content_index, "text": text,
                         "logprobs": []})
@@ -114,7 +123,7 @@ class StreamGrammar:
         done = copy.deepcopy(item.skeleton)
         done["status"] = status
         if item.type == "message":
-            done["content"] = [_text_part(text) for _, text in sorted(item.text.items())]
+            done["content"] = [_text_part(item.text_of(index)) for index in sorted(item.text)]
         elif item.type == "function_call":
             done["arguments"] = item.arguments
         return done
@@ -162,11 +171,11 @@ class StreamGrammar:
             return out
         self._open_part(opened, content_index, out)
         if event_type == "response.output_text.delta":
-            opened.text[content_index] += event.get("delta") or ""
+            opened.text[content_index].append(event.get("delta") or "")
             out.append({**event, "item_id": opened.item_id, "output_index": opened.output_index,
                         "content_index": content_index, "logprobs": event.get("logprobs") or []})
         elif event_type == "response.output_text.done" and isinstance(event.get("text"), str):
-            opened.text[content_index] = event["text"]  # its done events go out at the item's end
+            opened.text[content_index] = [event["text"]]  # its done events go out at the item's end
         return out
 
     def _item_done(self, event: dict[str, Any], out: list[dict]) -> list[dict]:
@@ -190,9 +199,9 @@ class StreamGrammar:
                         out.append({"type": "response.output_text.delta", "item_id": opened.item_id,
                                     "output_index": opened.output_index, "content_index": content_index,
                                     "delta": text, "logprobs": []})
-                    opened.text[content_index] = text
+                    opened.text[content_index] = [text]
                 elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                    opened.text[content_index] = part["text"]
+                    opened.text[content_index] = [part["text"]]
             self._close_parts(opened, out)
         del self._open[key]
         out.append({**event, "output_index": opened.output_index, "item": item})
@@ -234,11 +243,11 @@ def seam_after(prior_events: list[str], response_id: str) -> Seam:
         elif event_type == "response.output_item.done" and isinstance(event.get("item"), dict):
             grammar._open.pop(event["item"].get("id"), None)
         elif event_type == "response.content_part.added" and event.get("item_id") in grammar._open:
-            grammar._open[event["item_id"]].text.setdefault(event.get("content_index", 0), "")
+            grammar._open[event["item_id"]].text.setdefault(event.get("content_index", 0), [])
         elif event_type == "response.output_text.delta" and event.get("item_id") in grammar._open:
             opened = grammar._open[event["item_id"]]
             content_index = event.get("content_index", 0)
-            opened.text[content_index] = opened.text.get(content_index, "") + (event.get("delta") or "")
+            opened.text.setdefault(content_index, []).append(event.get("delta") or "")
         elif event_type in ("response.output_text.done", "response.content_part.done") \
                 and event.get("item_id") in grammar._open:
             grammar._open[event["item_id"]].parts_closed.add(event.get("content_index", 0))
