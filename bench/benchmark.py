@@ -326,7 +326,10 @@ def pinned_client(base_url: str, avoid: set[str] = frozenset(), want: set[str] |
 ACCEPT_PACE_SECONDS = 0.01
 
 
-def time_accepts(base_url: str, n: int, pause: float, warm_up: int = 20) -> dict[str, Any]:
+ACCEPT_WARM_UP = 20
+
+
+def time_accepts(base_url: str, n: int, pause: float, warm_up: int = ACCEPT_WARM_UP) -> dict[str, Any]:
     """``n`` sequential ``POST /responses {background: true}`` on one keep-alive
     connection, ``pause`` seconds apart; time until the JSON with the id is parsed.
     The first ``warm_up`` are not counted (psycopg prepares a statement on its 6th use)."""
@@ -349,8 +352,13 @@ def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
     """Back to back (the figure), then paced; then both against the floor server
     (``bench/floor.py``: bare ASGI plus the same durable INSERT)."""
     n = 10 if ctx.quick else 50
+    cpu_before = tree_cpu_seconds(server.proc.pid)
     figure = {"pattern": "back_to_back", **time_accepts(server.base_url, n, 0.0)}
     time.sleep(0.5)  # let the last runs finish
+    # CPU does not depend on what else the machine runs, unlike the times: the server's
+    # CPU per accepted request (warm-ups included), its one-delta run included.
+    figure["server_cpu_ms_per_request"] = round(
+        (tree_cpu_seconds(server.proc.pid) - cpu_before) * 1000 / (n + ACCEPT_WARM_UP), 2)
     figure["paced"] = {"pause_ms": ACCEPT_PACE_SECONDS * 1000, **time_accepts(server.base_url, n, ACCEPT_PACE_SECONDS)}
     floor = Server(ctx, "floor", module="bench.floor")
     try:
@@ -633,7 +641,8 @@ def table(figures: dict[str, dict]) -> str:
         if name == "accept":
             floor, paced = f["floor"], f["paced"]
             return (f"p50 {f['p50_ms']} ms (floor {floor['back_to_back']['p50_ms']}); "
-                    f"{paced['pause_ms']:g} ms apart {paced['p50_ms']} (floor {floor['paced']['p50_ms']})")
+                    f"{paced['pause_ms']:g} ms apart {paced['p50_ms']} (floor {floor['paced']['p50_ms']}); "
+                    f"CPU {f['server_cpu_ms_per_request']} ms/req")
         if name in ("first_event", "across_workers"):
             return f"p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms"
         if name == "live":
