@@ -84,6 +84,20 @@ class ServerProcess:
         self.kill()
         raise TimeoutError(f"server did not become healthy in {timeout:.0f}s: {self.log_tail()}")
 
+    def wait_for_workers(self, count: int, timeout: float = 120.0) -> "ServerProcess":
+        """Wait until ``count`` distinct worker processes have answered ``/health``
+        (each call is a new connection, so the kernel spreads them over the workers)."""
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        while len(seen) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(seen)} of {count} workers answered in {timeout:.0f}s: {self.log_tail()}")
+            health = self.health()
+            if health is not None:
+                seen.add(health["worker"]["id"])
+            time.sleep(0.05)
+        return self
+
     def start(self, timeout: float = 120.0) -> "ServerProcess":
         return self.launch().wait_until_healthy(timeout)
 

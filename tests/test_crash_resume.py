@@ -67,7 +67,10 @@ def test_two_workers_racing_for_stale_runs_each_run_is_claimed_once(start_server
     with httpx.Client(base_url=doomed.base_url, timeout=30) as client:
         ids = [client.post("/responses", json={
             "input": "x", "background": True,
-            "custom_inputs": {"deltas": 5, "pause": 0.3, "record": str(record), "tag": f"run-{i}"}}).json()["id"]
+            # The first attempt holds after two deltas until the kill: on a slow machine
+            # no run may finish before it.
+            "custom_inputs": {"deltas": 5, "pause": 0.3, "record": str(record), "tag": f"run-{i}",
+                              "hold_at": "delta:2", "hold": 120}}).json()["id"]
             for i in range(12)]
     time.sleep(0.5)
     doomed.kill()

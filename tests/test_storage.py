@@ -186,6 +186,7 @@ def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path):
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     argv = python_argv("-m", "bench.synthetic_server", "--workers", "2")
     with ServerProcess(argv, env=env, log_path=tmp_path / "first.log") as server:
+        server.wait_for_workers(2)  # a worker still starting would hold the stop up
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
             rid = client.post("/responses", json={"input": "x", "background": True}).json()["id"]
             assert wait_for_status(client, f"/responses/{rid}", {"completed"})["status"] == "completed"
