@@ -12,12 +12,9 @@ import asyncio
 import importlib
 import inspect
 import json
-import re
 import sys
-import time
 import uuid
 
-import httpx
 import pytest
 from langchain_core.messages import convert_to_messages
 from mlflow.types.responses import ResponsesAgentRequest
@@ -31,7 +28,8 @@ from agent_server.long_running.durable_tool import current_idempotency_key, dura
 from agent_server.long_running.recovery import resume_request
 from agent_server.long_running.store import Store
 from agent_server.long_running.tool_calls import AttemptToolCalls, RecordedToolCall, attempt_tool_calls
-from tests.support import ServerProcess, agent_server_process, insert_response, open_database
+from bench.tool_calls import CLOCK, FINISHED, STARTED, OwnerAndSurvivor, killed_after_the_tool_finished, wait_until
+from tests.support import insert_response, open_database
 
 VARIANTS = sorted(FRAMEWORKS)
 
@@ -288,66 +286,6 @@ def test_handler_runs_an_always_run_tool_again(agent):
 
 # ----- real servers of both variants, the owner SIGKILLed ------------------------------------
 
-TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
-STARTED = re.compile(r"research '(?P<topic>[^']+)' \(idempotency key (?P<key>\S+)\): started")
-FINISHED = re.compile(r"research '(?P<topic>[^']+)' \(idempotency key (?P<key>\S+)\): finished")
-CLOCK = re.compile(r"get_current_time \(idempotency key (?P<key>\S+)\): (?P<now>\S+)")
-
-
-class OwnerAndSurvivor:
-    """Two ``start-server`` processes of one variant on one schema: runs are posted to the
-    owner, which the tests SIGKILL; the survivor resumes them (the default heartbeat
-    settings apply: a dead owner's run resumes after about 10 s). A new owner starts
-    for the next test, appending to the same log."""
-
-    def __init__(self, variant: str, pg_url: str, tmp) -> None:
-        self.variant = variant
-        self.schema = f"tools_{variant}_{uuid.uuid4().hex[:8]}"
-        self.env = {"DATABASE_URL": pg_url, "AGENT_SERVER_DB_SCHEMA": self.schema, "LLM_ENDPOINT_NAME": "",
-                    "AGENT_FRAMEWORK": "", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
-                    # Slow tokens: the answer after a tool takes seconds, time to kill the owner in it.
-                    "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.25"}
-        self.dirs = [tmp / "owner", tmp / "survivor"]
-        for path in self.dirs:
-            path.mkdir()
-        self.survivor = agent_server_process(variant, self.dirs[1], self.env).launch()
-        self.current: ServerProcess | None = agent_server_process(variant, self.dirs[0], self.env).launch()
-        self._warm: set[int] = set()
-
-    def owner(self) -> ServerProcess:
-        """The owner, started if the last one was killed; both processes warmed up."""
-        if self.current is None:
-            self.current = agent_server_process(self.variant, self.dirs[0], self.env).launch()
-        for server in (self.survivor, self.current):
-            self._warm_up(server.wait_until_healthy(180))
-        return self.current
-
-    def _warm_up(self, server: ServerProcess) -> None:
-        """A process's first run pays for MLflow's tracking store and the SDK's first call, which
-        can hold its event loop for longer than the stale threshold on a loaded machine (its
-        runs would then be taken over as if it had died): pay that before the test."""
-        if server.pid in self._warm:
-            return
-        wait_until(lambda: (server.health() or {}).get("tracing") == "ready", "tracing warm-up", 180)
-        with httpx.Client(base_url=server.base_url, timeout=120) as client:
-            client.post("/responses", json={"input": "hello"}).raise_for_status()
-        self._warm.add(server.pid)
-
-    def kill_owner(self) -> None:
-        """SIGKILL the owner; only the survivor is left to resume its runs."""
-        self.current.kill()
-        self.current = None
-
-    def log(self) -> str:
-        return "".join((path / "server.log").read_text(errors="replace") for path in self.dirs
-                       if (path / "server.log").exists())
-
-    def close(self) -> None:
-        for server in (self.current, self.survivor):
-            if server is not None:
-                server.kill()
-
-
 @pytest.fixture(scope="module", params=VARIANTS)
 def servers(request, pg_url, tmp_path_factory):
     pair = OwnerAndSurvivor(request.param, pg_url, tmp_path_factory.mktemp(f"tools-{request.param}"))
@@ -355,82 +293,45 @@ def servers(request, pg_url, tmp_path_factory):
     pair.close()
 
 
-def post_background(server: ServerProcess, text: str) -> str:
-    with httpx.Client(base_url=server.base_url, timeout=60) as client:
-        response = client.post("/responses", json={"input": text, "background": True})
-    response.raise_for_status()
-    return response.json()["id"]
-
-
-def wait_until(check, what: str, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not seen in {timeout:.0f}s")
-
-
-def finished(servers: OwnerAndSurvivor, rid: str, timeout: float = 180.0) -> dict:
-    """The response once it ends, read from the survivor (no client request resumes anything)."""
-    with httpx.Client(base_url=servers.survivor.base_url, timeout=30) as client:
-        def ended():
-            body = client.get(f"/responses/{rid}").json()
-            return body if body.get("status") in TERMINAL else None
-
-        return wait_until(ended, f"the end of {rid}", timeout)
-
-
-def recorded_calls(sql, servers: OwnerAndSurvivor, rid: str) -> list[tuple]:
-    return sql(f"SELECT name, call_key, attempt_number, output FROM {servers.schema}.tool_calls "
-               "WHERE response_id = %s ORDER BY recorded_at", (rid,))
-
-
 def test_killed_after_the_tool_finished_the_tool_ran_once_in_total(servers, sql):
-    topic = f"kelp-{uuid.uuid4().hex[:8]}"
-    rid = post_background(servers.owner(), f"Research {topic} for 1 seconds")
-    wait_until(lambda: recorded_calls(sql, servers, rid), "the research record")
-    servers.kill_owner()  # the answer is streaming, token by token
-
-    final = finished(servers, rid)
+    # The owner is killed while the answer streams, token by token, after research's record.
+    result = killed_after_the_tool_finished(servers, sql, "research")
+    rid, final = result["response_id"], result["final"]
     assert final["status"] == "completed" and final["attempt_number"] == 2, final
-    ((name, key, attempt, output),) = recorded_calls(sql, servers, rid)
+    ((name, key, attempt, output),) = servers.recorded_calls(sql, rid)
     assert (name, attempt) == ("research", 1) and key.startswith(f"{rid}:research:")
+    assert result["executions"] == 1 and result["idempotency_keys"] == [key]
     log = servers.log()
-    assert [m["key"] for m in STARTED.finditer(log) if m["topic"] == topic] == [key]
-    assert [m["key"] for m in FINISHED.finditer(log) if m["topic"] == topic] == [key]
+    assert [m["key"] for m in FINISHED.finditer(log) if m["key"] == key] == [key]
     assert f"{key}: serving research from attempt 1's record" in log
     # The resumed attempt called research again and got the recorded output.
     call, call_output, message = final["output"]
-    assert call["name"] == "research" and json.loads(call["arguments"])["topic"] == topic
+    assert call["name"] == "research" and json.loads(call["arguments"])["topic"].startswith("kelp-")
     assert call_output["output"] == output and output in message["content"][0]["text"]
 
 
 def test_killed_during_the_tool_the_tool_runs_again_with_the_same_idempotency_key(servers, sql):
     topic = f"reef-{uuid.uuid4().hex[:8]}"
-    rid = post_background(servers.owner(), f"Research {topic} for 6 seconds")
+    rid = servers.post_background(f"Research {topic} for 6 seconds")
     wait_until(lambda: any(m["topic"] == topic for m in STARTED.finditer(servers.log())), "research starting")
     servers.kill_owner()  # research is running: not finished, not recorded
 
-    final = finished(servers, rid)
+    final = servers.finished(rid)
     assert final["status"] == "completed" and final["attempt_number"] == 2, final
     log = servers.log()
     started = [m["key"] for m in STARTED.finditer(log) if m["topic"] == topic]
     assert len(started) == 2 and started[0] == started[1] and started[0].startswith(f"{rid}:research:")
     assert [m["key"] for m in FINISHED.finditer(log) if m["topic"] == topic] == started[:1]
-    assert [(name, key, attempt) for name, key, attempt, _ in recorded_calls(sql, servers, rid)] == [
+    assert [(name, key, attempt) for name, key, attempt, _ in servers.recorded_calls(sql, rid)] == [
         ("research", started[0], 2)]
     assert final["output"][1]["output"] in final["output"][2]["content"][0]["text"]
 
 
 def test_an_always_run_tool_runs_again_after_a_kill(servers, sql):
-    rid = post_background(servers.owner(), "What time is it?")
-    wait_until(lambda: recorded_calls(sql, servers, rid), "the get_current_time record")
-    servers.kill_owner()
-
-    final = finished(servers, rid)
+    result = killed_after_the_tool_finished(servers, sql, "get_current_time")
+    rid, final = result["response_id"], result["final"]
     assert final["status"] == "completed" and final["attempt_number"] == 2, final
-    ((name, key, attempt, recorded_time),) = recorded_calls(sql, servers, rid)
+    ((name, key, attempt, recorded_time),) = servers.recorded_calls(sql, rid)
     assert (name, attempt) == ("get_current_time", 1)
     runs = [m for m in CLOCK.finditer(servers.log()) if m["key"].startswith(f"{rid}:")]
     assert [m["key"] for m in runs] == [key, key]  # ran twice, under one key
