@@ -172,6 +172,40 @@ def test_a_finished_call_is_recorded_before_it_returns_and_served_to_the_next_at
     assert len(final) == 4  # the repeats kept attempt 1's records
 
 
+def test_arguments_and_outputs_that_are_not_json_are_stored_as_json(pg_url, db_schema):
+    from pydantic import BaseModel
+
+    class Place(BaseModel):
+        name: str
+        depth: float
+
+    class Report:
+        def __str__(self) -> str:
+            return "a report"
+
+    @durable_tool
+    async def survey(place: Place) -> Report:
+        """Survey a place."""
+        return Report()
+
+    async def scenario():
+        db = await open_database(pg_url, db_schema)
+        try:
+            store = Store(db)
+            rid = new_rid()
+            await insert_response(store, rid)
+            calls = AttemptToolCalls(rid, 1, [], lambda call: store.record_tool_call(rid, call))
+            with attempt_tool_calls(calls):
+                output = await survey(Place(name="reef", depth=2.5))
+            return output, await store.recorded_tool_calls(rid)
+        finally:
+            await db.close()
+
+    output, (recorded,) = run(scenario())
+    assert type(output).__name__ == "Report"  # the model gets the tool's own value
+    assert recorded.arguments == {"place": {"name": "reef", "depth": 2.5}} and recorded.output == "a report"
+
+
 def test_a_sync_tool_called_on_the_event_loop_runs_without_a_record():
     _, _, clock = _counting_tools()
     recorded = []

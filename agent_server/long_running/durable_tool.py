@@ -30,7 +30,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from .tool_calls import AttemptToolCalls, RecordedToolCall, current_attempt, current_sdk_call_id, storable_output
+from .tool_calls import AttemptToolCalls, RecordedToolCall, as_json, current_attempt, current_sdk_call_id
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class _Call:
     def finished(self, output: Any) -> RecordedToolCall:
         call_id = current_sdk_call_id() or "call_" + hashlib.sha256(self.key.encode()).hexdigest()[:24]
         return RecordedToolCall(key=self.key, name=self.name, arguments=self.arguments,
-                                output=storable_output(output), call_id=call_id,
+                                output=as_json(output), call_id=call_id,
                                 attempt_number=self.calls.attempt_number)
 
 
@@ -72,7 +72,7 @@ def _begin(name: str, signature: inspect.Signature, args: tuple, kwargs: dict) -
         return None
     bound = signature.bind(*args, **kwargs)
     bound.apply_defaults()  # a default passed explicitly is the same call
-    return _Call(calls, name, dict(bound.arguments))
+    return _Call(calls, name, as_json(dict(bound.arguments)))
 
 
 def durable_tool(function: F | None = None, *, always_run: bool = False) -> F | Callable[[F], F]:

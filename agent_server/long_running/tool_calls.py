@@ -41,7 +41,7 @@ class RecordedToolCall:
     key: str
     name: str
     arguments: dict[str, Any]
-    output: Any  # JSON: what the tool returned (its text if it was not JSON)
+    output: Any  # what the tool returned, as JSON (see as_json)
     call_id: str
     attempt_number: int
 
@@ -65,13 +65,17 @@ def resume_input_items(calls: Sequence[RecordedToolCall]) -> list[dict[str, Any]
     return [item for call in calls for item in call.input_items()]
 
 
-def storable_output(output: Any) -> Any:
-    """``output`` as stored and served again: itself if it is JSON, else its text."""
-    try:
-        json.dumps(output)
-        return output
-    except (TypeError, ValueError):
-        return str(output)
+def as_json(value: Any) -> Any:
+    """``value`` as stored (and served again): JSON as it is; a pydantic model as its JSON;
+    anything else as its text."""
+    if isinstance(value, str):
+        return value
+    return json.loads(json.dumps(value, default=_json_fallback))
+
+
+def _json_fallback(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else str(value)
 
 
 def arguments_digest(arguments: dict[str, Any]) -> str:
