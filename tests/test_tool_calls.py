@@ -3,7 +3,8 @@
 First the recording module and ``@durable_tool`` against the real embedded
 PostgreSQL, then both agent variants' handlers in this process, then real
 ``start-server`` processes of both variants whose owner is SIGKILLed at
-chosen points of a run (another server process resumes it).
+chosen points of a run (another server process resumes it), through the
+harness the ``tool_calls`` bench figure uses (``bench/tool_calls.py``).
 """
 
 from __future__ import annotations
