@@ -11,14 +11,13 @@ registers them with the server.
 from __future__ import annotations
 
 import functools
-import inspect
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import mlflow
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import SystemMessage
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from mlflow.genai.agent_server import invoke, stream
@@ -30,6 +29,7 @@ from .mcp_servers import mcp_settings_at_startup, note_events
 from .model_choice import choose_model
 from .request_input import chat_messages
 from .tools import TOOLS
+from .tools_langchain import as_langchain_tool
 
 MODEL = choose_model()
 MCP = mcp_settings_at_startup()
@@ -53,16 +53,9 @@ def build_model() -> BaseChatModel:
     return ChatDatabricks(endpoint=MODEL.endpoint)
 
 
-def _as_langchain_tool(function) -> StructuredTool:
-    # Async tools need `coroutine=`; sync ones `func=`.
-    if inspect.iscoroutinefunction(function):
-        return StructuredTool.from_function(coroutine=function)
-    return StructuredTool.from_function(func=function)
-
-
 def build_graph(mcp_tools: Sequence[BaseTool] = ()):
     """The compiled graph: the tools of ``tools.py`` plus this run's MCP tools."""
-    tools = [*(_as_langchain_tool(function) for function in TOOLS), *mcp_tools]
+    tools = [*(as_langchain_tool(function) for function in TOOLS), *mcp_tools]
     model = build_model().bind_tools(tools)
 
     async def call_model(state: MessagesState) -> dict:

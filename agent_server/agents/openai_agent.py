@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import mlflow
-from agents import Agent, Model, Runner, function_tool
+from agents import Agent, Model, Runner
 from agents.mcp import MCPServer
 from agents.models.fake_id import FAKE_RESPONSES_ID
 from agents.tracing import set_trace_processors
@@ -26,6 +26,7 @@ from .model_choice import choose_model
 from .openai_events import responses_events
 from .request_input import input_items
 from .tools import TOOLS
+from .tools_openai import as_function_tool
 
 MODEL = choose_model()
 MCP = mcp_settings_at_startup()
@@ -60,7 +61,7 @@ def create_agent(mcp_servers: list[MCPServer] = ()) -> Agent:
         name="assistant",
         instructions=INSTRUCTIONS,
         model=build_model(),
-        tools=[function_tool(tool) for tool in TOOLS],
+        tools=[as_function_tool(tool) for tool in TOOLS],
         mcp_servers=list(mcp_servers),
     )
 

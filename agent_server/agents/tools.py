@@ -3,6 +3,13 @@
 Each SDK wraps them in its own tool type (``function_tool`` for the OpenAI
 Agents SDK, ``StructuredTool`` for LangGraph); the docstrings and type hints
 become the schema the model sees. Add a tool here and list it in ``TOOLS``.
+
+``@durable_tool`` makes a finished call run exactly once per response: if the
+server restarts mid-run, the resumed attempt gets the recorded output instead
+of running the tool again. A tool that must run every time (it reads the clock)
+says ``always_run=True``. ``current_idempotency_key()`` is the same in every
+attempt: pass it to outside systems so a call that was interrupted and runs
+again does not act twice.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import asyncio
 import logging
 import os
 from datetime import datetime, timezone
+
+from ..long_running.durable_tool import current_idempotency_key, durable_tool
 
 logger = logging.getLogger(__name__)
 
@@ -21,11 +30,15 @@ def _max_research_seconds() -> float:
     return float(os.environ.get("RESEARCH_MAX_SECONDS", "600"))
 
 
+@durable_tool(always_run=True)  # a recorded time would be stale
 def get_current_time() -> str:
     """Get the current date and time in UTC (ISO 8601)."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    logger.info("get_current_time (idempotency key %s): %s", current_idempotency_key(), now)
+    return now
 
 
+@durable_tool
 async def research(topic: str, seconds: float = 10.0) -> str:
     """Research a topic in several steps; takes about `seconds` seconds (a demo of a long-running tool).
 
@@ -36,12 +49,15 @@ async def research(topic: str, seconds: float = 10.0) -> str:
     # Clamped so a model (or user) cannot park a worker for hours by accident.
     seconds = min(max(float(seconds), 0.0), _max_research_seconds())
     pause = seconds / len(RESEARCH_STEPS)
+    # A real tool would pass the key to the systems it calls; the demo logs it.
+    logger.info("research %r (idempotency key %s): started", topic, current_idempotency_key())
     notes = []
     for number, step in enumerate(RESEARCH_STEPS, start=1):
         await asyncio.sleep(pause)
         # Progress shows in the server log while the run is in the background.
         logger.info("research %r: step %d/%d %s", topic, number, len(RESEARCH_STEPS), step)
         notes.append(f"step {number}/{len(RESEARCH_STEPS)}: {step} done")
+    logger.info("research %r (idempotency key %s): finished", topic, current_idempotency_key())
     return f"Research on {topic!r} finished after {seconds:g}s. " + "; ".join(notes) + "."
 
 

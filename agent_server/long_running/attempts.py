@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tool_calls import RecordedToolCall
+
 
 @dataclass
 class RunLease:
@@ -31,6 +33,8 @@ class RunLease:
     # after the indices earlier attempts used, and first closes the items they left open.
     first_output_index: int = 0
     seam_events: list[dict[str, Any]] = field(default_factory=list)
+    # The tool calls earlier attempts finished: served again instead of run again.
+    prior_tool_calls: list[RecordedToolCall] = field(default_factory=list)
 
 
 @dataclass

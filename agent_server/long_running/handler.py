@@ -14,6 +14,7 @@ from mlflow.tracing.constant import SpanAttributeKey
 
 from .attempts import RunLease
 from .stream_grammar import StreamGrammar
+from .tool_calls import AttemptToolCalls, attempt_tool_calls
 from .writer import AttemptWriter
 
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
@@ -36,6 +37,13 @@ class HandlerInvoker:
         self.tracing_ready = tracing_ready
 
     async def __call__(self, lease: RunLease, writer: AttemptWriter) -> None:
+        """Run one attempt; its tools record their finished calls through the writer."""
+        calls = AttemptToolCalls(lease.response_id, lease.attempt_number, lease.prior_tool_calls,
+                                 writer.record_tool_call)
+        with attempt_tool_calls(calls):
+            await self._run(lease, writer)
+
+    async def _run(self, lease: RunLease, writer: AttemptWriter) -> None:
         """Run one attempt, one trace per attempt, recorded on the writer as soon as it starts."""
         stream_fn, invoke_fn = get_stream_function(), get_invoke_function()
         handler = stream_fn or invoke_fn

@@ -1,7 +1,7 @@
 """Recovery and sweeps: claiming runs whose owner died, failing runs past their
-time-out, and what a resumed attempt is given (the original request, a
-recovery message built from the previous attempt's events, and a rotated
-conversation id).
+time-out, and what a resumed attempt is given (the original request, the tool
+calls earlier attempts finished as input items, a recovery message built from
+the previous attempts' events, and a rotated conversation id).
 
 Kept compatible with databricks-ai-bridge: the message is one user message
 starting with ``[RECOVERY]`` whose body carries the prior attempt's events as
@@ -24,6 +24,7 @@ from .models import ResponseRow, Status
 from .settings import EngineSettings
 from .store import Store
 from .stream_grammar import Seam, seam_after
+from .tool_calls import RecordedToolCall, resume_input_items
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _SERVER_EVENTS = {"response.created", "response.in_progress", "response.resumed"
 _LOG_FIELDS = ("sequence_number", "response_id")
 
 
-def recovery_message(prior_events: list[str]) -> dict[str, Any]:
+def recovery_message(prior_events: list[str], finished_tool_calls: bool = False) -> dict[str, Any]:
     """One user message describing what the crashed attempt had done."""
     events = []
     for data in prior_events:
@@ -48,17 +49,27 @@ def recovery_message(prior_events: list[str]) -> dict[str, Any]:
         "as JSON. Work out which steps completed and which were interrupted, then "
         "continue the task from there. Re-run an interrupted tool call only if you "
         "still need its result.\n\n"
-        f"Events:\n{json.dumps(events)}"
+        + ("The tool calls that finished are in the input above, each with its output; calling one "
+           "again with the same arguments returns that output instead of running the tool again "
+           "(unless the tool must always run).\n\n"
+           if finished_tool_calls else "")
+        + f"Events:\n{json.dumps(events)}"
     )
     return {"type": "message", "role": "user", "content": body}
 
 
 def resume_request(
-    original: dict[str, Any], prior_events: list[str], attempt_number: int, response_id: str
+    original: dict[str, Any], prior_events: list[str], attempt_number: int, response_id: str,
+    tool_calls: Sequence[RecordedToolCall] = (),
 ) -> tuple[dict[str, Any], str]:
-    """The request for attempt ``attempt_number`` and its rotated conversation id."""
+    """The request for attempt ``attempt_number`` and its rotated conversation id.
+
+    Its input is the original input, then each finished tool call (a function
+    call and its output), then the ``[RECOVERY]`` message.
+    """
     request = copy.deepcopy(original)
-    request["input"] = [*(request.get("input") or []), recovery_message(prior_events)]
+    request["input"] = [*(request.get("input") or []), *resume_input_items(tool_calls),
+                        recovery_message(prior_events, finished_tool_calls=bool(tool_calls))]
     custom_inputs = dict(request.get("custom_inputs") or {})
     context = dict(request.get("context") or {})
     base = (
@@ -113,10 +124,13 @@ async def claim_stale_runs(store: Store, worker_id: str, settings: EngineSetting
 async def resumed_lease(store: Store, row: ResponseRow, settings: EngineSettings) -> RunLease:
     """The next attempt on a claimed run: its request carries what the earlier attempts did."""
     prior = await store.prior_events(row.response_id, row.attempt_number)
-    request, conversation_id = resume_request(row.request, prior, row.attempt_number, row.response_id)
+    tool_calls = await store.recorded_tool_calls(row.response_id)
+    request, conversation_id = resume_request(row.request, prior, row.attempt_number, row.response_id, tool_calls)
     logger.info("Claimed stale %s: resuming as attempt %d", row.response_id, row.attempt_number)
-    return lease_for(row, request, dict(row.request_headers), conversation_id, settings.task_timeout_seconds,
-                     seam_after(prior, row.response_id))
+    lease = lease_for(row, request, dict(row.request_headers), conversation_id, settings.task_timeout_seconds,
+                      seam_after(prior, row.response_id))
+    lease.prior_tool_calls = tool_calls
+    return lease
 
 
 async def fail_timed_out_runs(store: Store, task_timeout_seconds: float) -> None:

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from .database import Database
 from .models import ResponseRow, ResponseSummary, Status, StoredEvent
 from .response_object import event_json, response_from_row, terminal_event
+from .tool_calls import RecordedToolCall
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,18 @@ class Store:
             {"owner": owner, "limit": limit, "after": after, "status": status.value if status else None},
         )
         return [ResponseSummary.from_record(r) for r in records]
+
+    async def record_tool_call(self, response_id: str, call: RecordedToolCall) -> None:
+        """Store one finished tool call (a repeat of its key keeps the first record)."""
+        await self._run(self.q.record_tool_call, {
+            "response_id": response_id, "call_key": call.key, "attempt_number": call.attempt_number,
+            "name": call.name, "arguments": Jsonb(call.arguments), "output": Jsonb(call.output),
+            "call_id": call.call_id,
+        })
+
+    async def recorded_tool_calls(self, response_id: str) -> list[RecordedToolCall]:
+        records = await self._all(self.q.recorded_tool_calls, {"response_id": response_id})
+        return [RecordedToolCall.from_record(r) for r in records]
 
 
 def _output_items(records) -> list[dict[str, Any]]:

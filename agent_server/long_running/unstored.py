@@ -45,6 +45,9 @@ class MemoryWriter:
     async def wait_for_room(self) -> None:
         await asyncio.sleep(0)
 
+    async def record_tool_call(self, call) -> None:
+        """Nothing is stored for an unstored run, so there is no later attempt to serve it to."""
+
 
 async def run_unstored(lease: RunLease, handler: Handler) -> AsyncIterator[str]:
     """The whole stream of one unstored run, as serialised events (lifecycle included)."""

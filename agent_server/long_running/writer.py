@@ -17,6 +17,7 @@ from .group_commit import GroupCommit
 from .models import Status
 from .response_object import build_response, event_json, terminal_event
 from .store import Finish
+from .tool_calls import RecordedToolCall
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,10 @@ class AttemptWriter:
                 logger.warning("Write for %s failed (%s); retrying in %.2fs", self.response_id, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def record_tool_call(self, call: RecordedToolCall) -> None:
+        """Store a finished tool call durably (retried like a batch) before the model sees its output."""
+        await self._with_retry(self.commits.store.record_tool_call, self.response_id, call)
 
     async def finish(
         self,

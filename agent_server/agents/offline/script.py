@@ -10,6 +10,10 @@ Both SDK adapters translate their messages into :class:`Turn` objects, ask
 - asked about the time (and ``get_current_time`` is available): call it;
 - asked to research something (and ``research`` is available): call it, with
   the topic and the seconds from the request ("research tides for 5 seconds");
+- a ``[RECOVERY]`` message (the server resumed the run after a crash): start
+  over from the user's last request before it, as a naive model would. The
+  tools it calls again that had finished are served from the server's record
+  rather than run twice; that is the point of showing it;
 - anything else: a fixed reply that says this is the offline model.
 """
 
@@ -26,6 +30,8 @@ _NAMED_TOOL = re.compile(
     r"\b(?:use|call|run)\s+(?:the\s+)?[`'\"]?(?P<name>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)", re.IGNORECASE
 )
 _TIME = re.compile(r"\b(time|clock|what day|date today|today's date)\b", re.IGNORECASE)
+#: How the server's resumed-attempt message starts (agent_server/long_running/recovery.py).
+RECOVERY_PREFIX = "[RECOVERY]"
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,10 @@ Plan = ToolCall | TextReply
 def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
     """The offline model's next step for this conversation."""
     last = turns[-1] if turns else Turn("user", "")
+    if last.role == "user" and last.text.startswith(RECOVERY_PREFIX):
+        # Its text quotes tool names and arguments; the request to act on is the user's own.
+        last = next((t for t in reversed(turns) if t.role == "user" and not t.text.startswith(RECOVERY_PREFIX)),
+                    Turn("user", ""))
     if last.role == "tool":
         return TextReply(_answer_from_tool(last))
     if last.role == "user":

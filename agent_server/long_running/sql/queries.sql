@@ -246,3 +246,19 @@ WHERE r.owner = %(owner)s
         WHERE c.response_id = %(after)s::text AND c.owner = %(owner)s))
 ORDER BY r.created_at DESC, r.response_id DESC
 LIMIT %(limit)s;
+
+-- ----- Tool calls: a finished tool call is never run again -----------------------
+
+-- name: record_tool_call
+-- Record one finished tool call before its output goes back to the model; the first record of a call key wins; nothing if the response is gone.
+INSERT INTO {schema}.tool_calls (response_id, call_key, attempt_number, name, arguments, output, call_id)
+SELECT r.response_id, %(call_key)s, %(attempt_number)s, %(name)s, %(arguments)s, %(output)s, %(call_id)s
+FROM {schema}.responses AS r
+WHERE r.response_id = %(response_id)s
+ON CONFLICT (response_id, call_key) DO NOTHING;
+
+-- name: recorded_tool_calls
+-- The finished tool calls of a response, in the order they were recorded.
+SELECT call_key, attempt_number, name, arguments, output, call_id FROM {schema}.tool_calls
+WHERE response_id = %(response_id)s
+ORDER BY recorded_at, call_key;

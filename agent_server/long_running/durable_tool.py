@@ -1,0 +1,144 @@
+"""``@durable_tool``: a tool whose finished calls are never run again, and its idempotency key.
+
+Wrap the plain Python function the agent SDKs turn into tools::
+
+    @durable_tool
+    async def send_email(to: str, body: str) -> str:
+        mailer.send(to, body, idempotency_key=current_idempotency_key())
+        return "sent"
+
+    @durable_tool(always_run=True)  # must run every time, e.g. it reads the clock
+    def get_current_time() -> str: ...
+
+The wrapper keeps the function's signature, docstring and async-ness, so
+each SDK builds the same schema as for the plain function. Inside a server
+run it records every finished call before returning its output (see
+``tool_calls.py``); when a resumed attempt calls the same tool with the same
+arguments again, it returns the recorded output without running the
+function, unless the tool is ``always_run``. Outside a server run (a direct
+call, a test) it just calls the function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from .tool_calls import AttemptToolCalls, RecordedToolCall, as_json, current_attempt, current_sdk_call_id
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_IDEMPOTENCY_KEY: ContextVar[str | None] = ContextVar("durable_tool_idempotency_key", default=None)
+
+
+def current_idempotency_key() -> str | None:
+    """The running tool call's idempotency key: the same in every attempt of the response.
+
+    Pass it to outside systems that deduplicate (payment, email, ticket APIs),
+    so a call that was interrupted and runs again does not act twice. It is
+    ``resp_...:<tool>:<arguments digest>:<n>`` (the n-th call of this tool with
+    these arguments). None outside a server run.
+    """
+    return _IDEMPOTENCY_KEY.get()
+
+
+class _Call:
+    """One call of a durable tool within an attempt."""
+
+    def __init__(self, calls: AttemptToolCalls, name: str, arguments: dict[str, Any]):
+        self.calls = calls
+        self.name = name
+        self.arguments = arguments
+        self.key = calls.next_key(name, arguments)
+
+    def finished(self, output: Any) -> RecordedToolCall:
+        call_id = current_sdk_call_id() or "call_" + hashlib.sha256(self.key.encode()).hexdigest()[:24]
+        return RecordedToolCall(key=self.key, name=self.name, arguments=self.arguments,
+                                output=as_json(output), call_id=call_id,
+                                attempt_number=self.calls.attempt_number)
+
+
+def _begin(name: str, signature: inspect.Signature, args: tuple, kwargs: dict) -> _Call | None:
+    calls = current_attempt()
+    if calls is None:
+        return None
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()  # a default passed explicitly is the same call
+    return _Call(calls, name, as_json(dict(bound.arguments)))
+
+
+def durable_tool(function: F | None = None, *, always_run: bool = False) -> F | Callable[[F], F]:
+    """Record each finished call of ``function``; serve a repeat in a resumed attempt from the record.
+
+    ``always_run=True`` opts out of serving: the tool runs on every call
+    (its calls are still recorded, so a resumed attempt sees them, and it
+    still gets an idempotency key).
+    """
+    if function is None:
+        return lambda f: durable_tool(f, always_run=always_run)
+    name = function.__name__
+    signature = inspect.signature(function)
+
+    def served(call: _Call) -> RecordedToolCall | None:
+        recorded = None if always_run else call.calls.recorded(call.key)
+        if recorded is not None:
+            logger.info("%s: serving %s from attempt %d's record instead of running it again",
+                        call.key, name, recorded.attempt_number)
+        return recorded
+
+    if inspect.iscoroutinefunction(function):
+        @functools.wraps(function)
+        async def async_wrapper(*args, **kwargs):
+            call = _begin(name, signature, args, kwargs)
+            if call is None:
+                return await function(*args, **kwargs)
+            if (recorded := served(call)) is not None:
+                return recorded.output
+            token = _IDEMPOTENCY_KEY.set(call.key)
+            try:
+                output = await function(*args, **kwargs)
+            finally:
+                _IDEMPOTENCY_KEY.reset(token)
+            await call.calls.record(call.finished(output))
+            return output
+
+        wrapper = async_wrapper
+    else:
+        @functools.wraps(function)
+        def sync_wrapper(*args, **kwargs):
+            call = _begin(name, signature, args, kwargs)
+            if call is not None and _on_loop_thread(call.calls):
+                # Blocking here for the record would block the loop that writes it.
+                logger.warning("%s called on the event loop thread: run without a record "
+                               "(both SDKs run synchronous tools in threads)", name)
+                call = None
+            if call is None:
+                return function(*args, **kwargs)
+            if (recorded := served(call)) is not None:
+                return recorded.output
+            token = _IDEMPOTENCY_KEY.set(call.key)
+            try:
+                output = function(*args, **kwargs)
+            finally:
+                _IDEMPOTENCY_KEY.reset(token)
+            asyncio.run_coroutine_threadsafe(call.calls.record(call.finished(output)), call.calls.loop).result()
+            return output
+
+        wrapper = sync_wrapper
+    wrapper.always_run = always_run
+    return wrapper
+
+
+def _on_loop_thread(calls: AttemptToolCalls) -> bool:
+    try:
+        return asyncio.get_running_loop() is calls.loop
+    except RuntimeError:
+        return False
