@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(frozen=True)
+class HistoryRef:
+    """The conversation items an attempt's handler sees before the stored input: the first ``end``."""
+
+    conversation_id: str
+    end: int
+
+
 @dataclass
 class RunLease:
     """One attempt this worker owns."""
@@ -31,6 +39,8 @@ class RunLease:
     # after the indices earlier attempts used, and first closes the items they left open.
     first_output_index: int = 0
     seam_events: list[dict[str, Any]] = field(default_factory=list)
+    # A conversation turn: its history is read and put before ``request["input"]`` when the attempt starts.
+    history: HistoryRef | None = None
 
 
 @dataclass

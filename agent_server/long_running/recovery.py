@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .attempt import timed_out_error
-from .attempts import RunLease
+from .attempts import HistoryRef, RunLease
 from .models import ResponseRow, Status
 from .settings import EngineSettings
 from .store import Store
@@ -95,7 +95,15 @@ def lease_for(row: ResponseRow, request: dict[str, Any], headers: dict[str, str]
         model=row.model,
         next_sequence=row.last_sequence + 1,
         conversation_id=conversation_id,
+        history=history_of(row),
     )
+
+
+def history_of(row: ResponseRow) -> HistoryRef | None:
+    """The conversation items every attempt of ``row`` sees (fixed when its first attempt started)."""
+    if row.conversation_id is None or row.history_end is None:
+        return None
+    return HistoryRef(row.conversation_id, row.history_end)
 
 
 async def claim_stale_runs(store: Store, worker_id: str, settings: EngineSettings, limit: int,
