@@ -26,6 +26,8 @@ Figures (``--only`` takes a comma-separated subset of these names):
 - ``resume``: ``--workers 2`` with default heartbeat settings; the owner
   worker is SIGKILLed mid-task; time from the kill to the first event of the
   new attempt.
+- ``conversation``: accept and first event at turn 1,000 of a conversation
+  against turn 1 (``bench/conversation.py``).
 
 Run everything: ``uv run bench``; a shorter pass: ``uv run bench --quick``.
 """
@@ -51,12 +53,13 @@ import httpx
 import psutil
 import psycopg
 
+from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench.synthetic_agent import TEXT_PREFIX
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume")
+FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume", "conversation")
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
@@ -70,6 +73,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
               lambda f: f["intact"] and f["peak_server_rss_mib"] < 1024),
     "resume": ("resume after SIGKILL (max)", "<= stale threshold + 1 s",
                lambda f: f["max_seconds"] <= f["stale_threshold_seconds"] + 1),
+    "conversation": CONVERSATION_TARGET,  # bench/conversation.py
 }
 
 
@@ -604,11 +608,12 @@ GROUPS = [
     ("one", 1, {}, ("accept", "first_event", "live", "throughput")),
     ("scale", 1, {"max_concurrent_tasks": 1000}, ("scale",)),
     ("two", 2, {}, ("across_workers", "resume")),
+    ("conversation", 1, {}, ("conversation",)),
 ]
 
 RUNNERS = {"accept": bench_accept, "first_event": bench_first_event, "live": bench_live,
            "throughput": bench_throughput, "scale": bench_scale, "across_workers": bench_across_workers,
-           "resume": bench_resume}
+           "resume": bench_resume, "conversation": bench_conversation}
 
 
 def machine() -> dict[str, Any]:
@@ -646,6 +651,8 @@ def table(figures: dict[str, dict]) -> str:
             return (f"{f['completed']}/{f['tasks']} done {f['all_done_seconds_after_start']} s after start, "
                     f"{f['peak_running']} at once, intact={f['intact']}, "
                     f"RSS {f['peak_server_rss_mib']} MiB, {f['sql_transactions_per_1000_events']} SQL tx/1k events")
+        if "summary" in f:
+            return f["summary"]
         if name == "resume":
             return f"{f['seconds']} s (threshold {f['stale_threshold_seconds']:g} s)"
         return json.dumps(f)

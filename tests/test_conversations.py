@@ -9,6 +9,7 @@ interrupts it; nobody sees or continues another identity's conversation.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -18,7 +19,9 @@ import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
-from tests.support import ServerProcess, agent_server_process, iter_sse, read_records, stream_frames, wait_for_status
+from agent_server.long_running.models import Status
+from agent_server.long_running.store import Store
+from tests.support import ServerProcess, agent_server_process, iter_sse, open_database, read_records, wait_for_status
 
 VARIANTS = sorted(FRAMEWORKS)
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
@@ -80,6 +83,7 @@ def test_a_conversation_remembers_across_the_three_request_patterns(agent):
     assert first.status == "completed" and "Ada Lovelace" in first.output_text
     second = _background_poll(agent, input="What is my name?", conversation=conversation.id)
     assert second.status == "completed" and second.output_text == "Your name is Ada Lovelace."
+    assert second.conversation.id == conversation.id
     third = _background_stream(agent, input="What did I say before?", conversation={"id": conversation.id})
     assert third.output_text == 'Before this, you said: "What is my name?"'
 
@@ -312,3 +316,25 @@ def test_bad_conversation_ids_on_the_endpoints(client):
         assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
     answer = client.post("/conversations", json={"items": "hello"})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "items"
+
+
+def test_retention_forgets_idle_conversations_but_not_one_with_a_turn_running(pg_url, db_schema, sql):
+    idle, busy = "conv_" + "a" * 32, "conv_" + "b" * 32
+
+    async def main():
+        db = await open_database(pg_url, db_schema)
+        store = Store(db)
+        for conversation_id in (idle, busy):
+            await store.create_conversation(conversation_id, "", items=[{"role": "user", "content": "hi"}])
+        status, history_end = await store.insert_turn(
+            conversation_id=busy, start_here=True, reject_if_busy=False, created_event=lambda _status: "{}",
+            response_id="resp_" + "c" * 32, owner="", worker_id="w", created_at=time.time(),
+            request={"input": []}, request_headers={}, model="m")
+        assert (status, history_end) == (Status.IN_PROGRESS, 1)
+        sql(f"UPDATE {db_schema}.conversations SET updated_at = now() - interval '2 hours'")
+        await store.delete_expired_conversations(3600)
+        await db.close()
+
+    asyncio.run(main())
+    assert sql(f"SELECT conversation_id FROM {db_schema}.conversations") == [(busy,)]
+    assert sql(f"SELECT count(*) FROM {db_schema}.conversation_items WHERE conversation_id = %s", (idle,)) == [(0,)]

@@ -39,8 +39,10 @@ class RunLease:
     # after the indices earlier attempts used, and first closes the items they left open.
     first_output_index: int = 0
     seam_events: list[dict[str, Any]] = field(default_factory=list)
-    # A conversation turn: its history is read and put before ``request["input"]`` when the attempt starts.
+    # A conversation turn: its history, read when the attempt starts (parsed items), goes before
+    # ``request["input"]`` in the handler's request.
     history: HistoryRef | None = None
+    history_items: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from mlflow.types.responses import ResponsesAgentRequest
+from pydantic import TypeAdapter
 
 from .attempts import HistoryRef
 from .errors import ApiError
@@ -139,7 +143,7 @@ async def unstored_history(store: Store, owner: str, *, conversation: Any, previ
         found = await store.get_conversation(conversation_id, owner)
         if found is None:
             raise conversation_not_found(conversation_id)
-        return await store.conversation_history(conversation_id, found.item_count)
+        return await store.conversation_history(conversation_id, 0, found.item_count)
     if previous_response_id is not None:
         previous = await _previous_response(store, previous_response_id, owner)
         found = (await store.get_conversation(previous.conversation_id, owner)
@@ -148,10 +152,10 @@ async def unstored_history(store: Store, owner: str, *, conversation: Any, previ
             return _committed_by(previous)
         end = (found.item_count if found.last_response_id == previous.response_id
                else await store.response_items_end(found.conversation_id, previous.response_id))
-        return await store.conversation_history(found.conversation_id, end)
+        return await store.conversation_history(found.conversation_id, 0, end)
     key = session_key_of(request)
     found = await store.session_conversation(owner, key) if key is not None else None
-    return await store.conversation_history(found.conversation_id, found.item_count) if found else []
+    return await store.conversation_history(found.conversation_id, 0, found.item_count) if found else []
 
 
 async def _previous_response(store: Store, previous_response_id: Any, owner: str) -> ResponseRow:
@@ -191,7 +195,34 @@ def _committed_by(previous: ResponseRow) -> list[dict[str, Any]]:
     return [*items, *(previous.output or [])]
 
 
-async def with_history(store: Store, request: dict[str, Any], history: HistoryRef) -> dict[str, Any]:
-    """``request`` with its conversation's first ``history.end`` items before its input (one index read)."""
-    items = await store.conversation_history(history.conversation_id, history.end)
-    return {**request, "input": [*items, *(request.get("input") or [])]}
+#: The handler's input items, as MLflow's request model parses them.
+_INPUT_ITEMS = TypeAdapter(ResponsesAgentRequest.model_fields["input"].annotation)
+
+
+class HistoryCache:
+    """A worker's parsed conversation items, so turn N reads and parses only the items added since
+    this worker last ran a turn of that conversation, not all N turns again.
+
+    Safe because items never change once written (positions are fixed; a deleted conversation's
+    id is never reused, and a branch gets a new id): a cached prefix stays valid.
+    """
+
+    def __init__(self, store: Store, max_conversations: int = 256):
+        self.store = store
+        self.max_conversations = max_conversations
+        self._items: OrderedDict[str, list[Any]] = OrderedDict()
+
+    async def items(self, history: HistoryRef) -> list[Any]:
+        """The first ``history.end`` items of the conversation, parsed (copies: a handler may change them)."""
+        cached = self._items.pop(history.conversation_id, [])
+        if len(cached) < history.end:
+            # One index range read of what this worker has not seen yet.
+            rows = await self.store.conversation_history(history.conversation_id, len(cached), history.end)
+            parsed = _INPUT_ITEMS.validate_python(rows)
+            if len(rows) != history.end - len(cached):  # deleted meanwhile: use it, keep nothing
+                return [item.model_copy() for item in [*cached, *parsed]]
+            cached = [*cached, *parsed]
+        self._items[history.conversation_id] = cached
+        while len(self._items) > self.max_conversations:
+            self._items.popitem(last=False)
+        return [item.model_copy() for item in cached[:history.end]]

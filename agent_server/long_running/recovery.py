@@ -148,4 +148,5 @@ class RetentionSweep:
     async def maybe_run(self) -> None:
         if time.monotonic() - self._last > self.INTERVAL_SECONDS:
             await self.store.delete_expired(self.retention_seconds)
+            await self.store.delete_expired_conversations(self.retention_seconds)
             self._last = time.monotonic()

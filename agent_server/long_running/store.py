@@ -338,9 +338,10 @@ class Store:
                                  {"conversation_id": conversation_id, "response_id": response_id})
         return record["item_end"]
 
-    async def conversation_history(self, conversation_id: str, history_end: int) -> list[dict[str, Any]]:
+    async def conversation_history(self, conversation_id: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Items ``start`` to ``end - 1`` of a conversation, in order."""
         records = await self._all(self.q.conversation_history,
-                                  {"conversation_id": conversation_id, "history_end": history_end})
+                                  {"conversation_id": conversation_id, "start": start, "end": end})
         return [r["item"] for r in records]
 
     async def conversation_items(self, conversation_id: str, *, limit: int, descending: bool,
@@ -358,6 +359,9 @@ class Store:
         record = await self._one(self.q.conversation_item_position,
                                  {"conversation_id": conversation_id, "item_id": item_id})
         return record["position"] if record else None
+
+    async def delete_expired_conversations(self, retention_seconds: float) -> None:
+        await self._run(self.q.delete_expired_conversations, {"retention_seconds": float(retention_seconds)})
 
     async def delete_expired(self, retention_seconds: float) -> None:
         await self._run(self.q.delete_expired, {"retention_seconds": float(retention_seconds)})

@@ -69,6 +69,7 @@ class Worker:
     def __post_init__(self) -> None:
         self.commits = GroupCommit(self.store)
         self._retention = recovery.RetentionSweep(self.store, self.settings.retention_seconds)
+        self.histories = conversations.HistoryCache(self.store)
 
     # ----- lifecycle -------------------------------------------------------
 
@@ -145,7 +146,8 @@ class Worker:
         def first_state(status: Status) -> dict[str, Any]:
             return build_response(response_id=response_id, created_at=created_at, status=status, model=model,
                                   output=[], attempt_number=1 if status is Status.IN_PROGRESS else 0,
-                                  metadata=request.get("metadata"), background=background)
+                                  metadata=request.get("metadata"), background=background,
+                                  conversation_id=turn.conversation_id if turn else None)
 
         def created_event(status: Status) -> str:
             return event_json({"type": "response.created", "response": first_state(status)}, 0, response_id)
@@ -227,7 +229,7 @@ class Worker:
         logger.info("Running %s attempt %d on %s", rid, lease.attempt_number, self.worker_id)
         if lease.history is not None:
             try:
-                lease.request = await conversations.with_history(self.store, lease.request, lease.history)
+                lease.history_items = await self.histories.items(lease.history)
             except Exception as exc:
                 # No final write: the run goes stale and is resumed (here or elsewhere) once readable.
                 logger.error("Could not read the conversation of %s (%s); it resumes once stale", rid, exc)

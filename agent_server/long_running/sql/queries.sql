@@ -359,9 +359,9 @@ SELECT coalesce(max(position) + 1, 0) AS item_end FROM {schema}.conversation_ite
 WHERE conversation_id = %(conversation_id)s AND response_id = %(response_id)s;
 
 -- name: conversation_history
--- The items a turn's handler sees before its own input: one index range read.
+-- Items of a conversation from start to end - 1 (what a turn's handler sees before its own input): one index range read.
 SELECT item FROM {schema}.conversation_items
-WHERE conversation_id = %(conversation_id)s AND position < %(history_end)s
+WHERE conversation_id = %(conversation_id)s AND position >= %(start)s AND position < %(end)s
 ORDER BY position;
 
 -- name: conversation_items_asc
@@ -382,3 +382,10 @@ SELECT position FROM {schema}.conversation_items
 WHERE conversation_id = %(conversation_id)s
   AND coalesce(item ->> 'id', 'item_' || substr(conversation_id, 6) || '_' || position) = %(item_id)s
 LIMIT 1;
+
+-- name: delete_expired_conversations
+-- Retention: forget conversations no turn joined or started for a while (none unfinished).
+DELETE FROM {schema}.conversations AS c
+WHERE c.updated_at < now() - make_interval(secs => %(retention_seconds)s)
+  AND NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
+                  WHERE r.conversation_id = c.conversation_id AND r.status IN ('queued', 'in_progress'));
