@@ -139,13 +139,13 @@ def test_turn_three_sees_turn_one_and_the_final_turn_two_after_its_owner_was_kil
         start_server, db_schema, tmp_path, sql):
     owner = start_server(db_schema, **FAST)
     survivor = start_server(db_schema, **FAST)
-    record = tmp_path / "record.jsonl"
+    record, turn_two_record = tmp_path / "record.jsonl", tmp_path / "turn-two.jsonl"
     with httpx.Client(base_url=owner.base_url, timeout=60) as client:
         conversation = client.post("/conversations", json={}).json()["id"]
         first = client.post("/responses", json={"input": "turn one", "conversation": conversation,
                                                 "custom_inputs": {"deltas": 2}}).json()
         body = {"input": "turn two", "conversation": conversation, "background": True, "stream": True,
-                "custom_inputs": {"deltas": 30, "pause": 0.1}}
+                "custom_inputs": {"deltas": 30, "pause": 0.1, "record": str(turn_two_record)}}
         seen = []
         with client.stream("POST", "/responses", json=body) as response:
             for frame in iter_sse(response.iter_lines()):
@@ -161,6 +161,10 @@ def test_turn_three_sees_turn_one_and_the_final_turn_two_after_its_owner_was_kil
                                                 "custom_inputs": {"deltas": 1, "record": str(record)}}).json()
         assert third["status"] == "completed", third
         items = client.get(f"/conversations/{conversation}/items", params={"order": "asc"}).json()["data"]
+    # Both attempts of turn two saw the same history: turn one (the resumed one, a recovery message after).
+    killed, resumed = _invocations(turn_two_record)
+    assert killed["input"] == ["turn one", _text(first), "turn two"]
+    assert resumed["input"][:3] == killed["input"] and resumed["recovery"] and len(resumed["input"]) == 4
     [invocation] = _invocations(record)
     assert invocation["input"] == ["turn one", _text(first), "turn two", _text(final_second), "turn three"]
     assert _text(final_second) == "".join(f"delta-{i} " for i in range(30))
@@ -338,3 +342,17 @@ def test_retention_forgets_idle_conversations_but_not_one_with_a_turn_running(pg
     asyncio.run(main())
     assert sql(f"SELECT conversation_id FROM {db_schema}.conversations") == [(busy,)]
     assert sql(f"SELECT count(*) FROM {db_schema}.conversation_items WHERE conversation_id = %s", (idle,)) == [(0,)]
+
+
+def test_instructions_stay_with_their_turn_and_an_unstored_turn_joins_nothing(client, tmp_path):
+    record = tmp_path / "record.jsonl"
+    conversation = client.post("/conversations", json={}).json()["id"]
+    turn = {"conversation": conversation, "custom_inputs": {"deltas": 1, "record": str(record)}}
+    assert client.post("/responses", json={"input": "one", "instructions": "be brief", **turn}).status_code == 200
+    unstored = client.post("/responses", json={"input": "aside", "store": False, **turn})
+    assert unstored.status_code == 200 and unstored.headers["x-response-stored"] == "false"
+    assert client.post("/responses", json={"input": "two", **turn}).status_code == 200
+    first, aside, second = (r["input"] for r in _invocations(record))
+    assert first == ["be brief", "one"]
+    assert aside == ["one", "delta-0 ", "aside"]  # reads the conversation ...
+    assert second == ["one", "delta-0 ", "two"]  # ... but joins nothing; the instructions did not join either
