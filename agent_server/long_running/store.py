@@ -133,6 +133,8 @@ class Store:
                 raise ConversationBusy(unfinished[0]["response_id"], Status(unfinished[0]["status"]))
             status = Status.IN_PROGRESS if start_here and not unfinished else Status.QUEUED
             history_end = conversation["item_count"] if status is Status.IN_PROGRESS else None
+            if status is Status.QUEUED:
+                response = {**response, "worker_id": None}  # whichever worker claims it
             await self.insert_response(**response, status=status, created_event=created_event(status),
                                        conversation_id=conversation_id, history_end=history_end, conn=conn)
         return status, history_end
