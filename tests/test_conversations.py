@@ -19,6 +19,8 @@ import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
+from agent_server.long_running.attempts import HistoryRef
+from agent_server.long_running.conversations import HistoryCache
 from agent_server.long_running.models import Status
 from agent_server.long_running.store import Store
 from tests.support import ServerProcess, agent_server_process, iter_sse, open_database, read_records, wait_for_status
@@ -356,3 +358,36 @@ def test_instructions_stay_with_their_turn_and_an_unstored_turn_joins_nothing(cl
     assert first == ["be brief", "one"]
     assert aside == ["one", "delta-0 ", "aside"]  # reads the conversation ...
     assert second == ["one", "delta-0 ", "two"]  # ... but joins nothing; the instructions did not join either
+
+
+def test_a_worker_reads_and_parses_only_the_items_it_has_not_seen(pg_url, db_schema):
+    conversation_id = "conv_" + "d" * 32
+    reads = []
+
+    async def main():
+        db = await open_database(pg_url, db_schema)
+        store = Store(db)
+        await store.create_conversation(conversation_id, "", items=[{"role": "user", "content": f"m{i}"}
+                                                                    for i in range(5)])
+        real_read = store.conversation_history
+
+        async def recorded_read(cid, start, end):
+            reads.append((start, end))
+            return await real_read(cid, start, end)
+
+        store.conversation_history = recorded_read
+        cache = HistoryCache(store, max_items=4)
+        first = await cache.items(HistoryRef(conversation_id, 2))
+        again = await cache.items(HistoryRef(conversation_id, 3))
+        first[0].content = "changed by a handler"  # a copy: the cache keeps the stored item
+        shorter = await cache.items(HistoryRef(conversation_id, 1))
+        everything = await cache.items(HistoryRef(conversation_id, 5))  # over max_items: not kept
+        after = await cache.items(HistoryRef(conversation_id, 5))
+        await db.close()
+        return first, again, shorter, everything, after
+
+    first, again, shorter, everything, after = asyncio.run(main())
+    assert [item.content for item in again] == ["m0", "m1", "m2"]
+    assert [item.content for item in shorter] == ["m0"]
+    assert [item.content for item in everything] == [item.content for item in after] == [f"m{i}" for i in range(5)]
+    assert reads == [(0, 2), (2, 3), (3, 5), (0, 5)]

@@ -207,14 +207,17 @@ class HistoryCache:
     id is never reused, and a branch gets a new id): a cached prefix stays valid.
     """
 
-    def __init__(self, store: Store, max_conversations: int = 256):
+    def __init__(self, store: Store, max_conversations: int = 256, max_items: int = 100_000):
         self.store = store
         self.max_conversations = max_conversations
+        self.max_items = max_items  # bounds the memory: the least recently used conversations go first
         self._items: OrderedDict[str, list[Any]] = OrderedDict()
+        self._count = 0
 
     async def items(self, history: HistoryRef) -> list[Any]:
         """The first ``history.end`` items of the conversation, parsed (copies: a handler may change them)."""
         cached = self._items.pop(history.conversation_id, [])
+        self._count -= len(cached)
         if len(cached) < history.end:
             # One index range read of what this worker has not seen yet.
             rows = await self.store.conversation_history(history.conversation_id, len(cached), history.end)
@@ -223,6 +226,8 @@ class HistoryCache:
                 return [item.model_copy() for item in [*cached, *parsed]]
             cached = [*cached, *parsed]
         self._items[history.conversation_id] = cached
-        while len(self._items) > self.max_conversations:
-            self._items.popitem(last=False)
+        self._count += len(cached)
+        while self._items and (len(self._items) > self.max_conversations or self._count > self.max_items):
+            _, dropped = self._items.popitem(last=False)
+            self._count -= len(dropped)
         return [item.model_copy() for item in cached[:history.end]]
