@@ -391,3 +391,18 @@ def test_a_worker_reads_and_parses_only_the_items_it_has_not_seen(pg_url, db_sch
     assert [item.content for item in shorter] == ["m0"]
     assert [item.content for item in everything] == [item.content for item in after] == [f"m{i}" for i in range(5)]
     assert reads == [(0, 2), (2, 3), (3, 5), (0, 5)]
+
+
+def test_an_overlong_conversation_is_refused_and_nothing_is_stored(client, sql, shared_schema):
+    conversation = client.post("/conversations", json={}).json()["id"]
+    previous = client.post("/responses", json={"input": "x", "conversation": conversation,
+                                               "custom_inputs": {"deltas": 1}}).json()
+    sql(f"UPDATE {shared_schema}.conversations SET item_count = 10000 WHERE conversation_id = %s", (conversation,))
+    before = sql(f"SELECT count(*) FROM {shared_schema}.responses")
+    for body, param in (({"conversation": conversation}, "conversation"),
+                        ({"previous_response_id": previous["id"]}, "previous_response_id")):
+        answer = client.post("/responses", json={"input": "more", "background": True, **body})
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "conversation_too_long" and error["param"] == param and "10000" in error["message"]
+    assert sql(f"SELECT count(*) FROM {shared_schema}.responses") == before

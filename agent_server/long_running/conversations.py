@@ -36,7 +36,7 @@ from pydantic import TypeAdapter
 from .attempts import HistoryRef
 from .errors import ApiError
 from .http_input import RESPONSE_ID
-from .models import ResponseRow
+from .models import ConversationRow, ResponseRow
 from .store import Store
 
 CONVERSATION_ID = re.compile(r"^conv_[0-9a-f]{32}$")
@@ -44,6 +44,8 @@ CONVERSATION_ID = re.compile(r"^conv_[0-9a-f]{32}$")
 STRATEGIES = ("enqueue", "reject", "interrupt")
 STRATEGY_FIELD = "multitask_strategy"
 MAX_SESSION_KEY = 512
+#: A longer conversation is refused (400): every turn hands all of it to the handler.
+MAX_CONVERSATION_ITEMS = 10_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,14 @@ def session_key_of(request: dict[str, Any]) -> str | None:
     return None
 
 
+def _check_length(found: ConversationRow, param: str) -> None:
+    if found.item_count >= MAX_CONVERSATION_ITEMS:
+        raise ApiError(400, f"Conversation {found.conversation_id} holds {found.item_count} items; at most "
+                       f"{MAX_CONVERSATION_ITEMS} are continued. Start a new conversation (with a summary of "
+                       "this one as its first input, if the agent needs it).", code="conversation_too_long",
+                       param=param)
+
+
 def _invalid_previous(message: str) -> ApiError:
     return ApiError(400, message, code="invalid_previous_response", param="previous_response_id")
 
@@ -117,8 +127,10 @@ async def turn_for(store: Store, owner: str, *, conversation: Any, previous_resp
     _check_exclusive(conversation, previous_response_id)
     if conversation is not None:
         conversation_id = conversation_id_of(conversation)
-        if await store.get_conversation(conversation_id, owner) is None:
+        found = await store.get_conversation(conversation_id, owner)
+        if found is None:
             raise conversation_not_found(conversation_id)
+        _check_length(found, "conversation")
         return Turn(conversation_id, strategy)
     if previous_response_id is not None:
         previous = await _previous_response(store, previous_response_id, owner)
@@ -131,6 +143,7 @@ async def turn_for(store: Store, owner: str, *, conversation: Any, previous_resp
         # Two first requests of a session at once: one creates it, the other reads it.
         found = (await store.create_conversation(new_conversation_id(), owner, session_key=key)
                  or await store.session_conversation(owner, key))
+    _check_length(found, "custom_inputs" if request.get("custom_inputs") else "context")
     return Turn(found.conversation_id, strategy)
 
 
@@ -177,6 +190,7 @@ async def _continuing(store: Store, previous: ResponseRow, owner: str) -> str:
     if previous.conversation_id is not None:
         found = await store.get_conversation(previous.conversation_id, owner)
         if found is not None:
+            _check_length(found, "previous_response_id")
             if found.last_response_id == previous.response_id:
                 return found.conversation_id
             end = await store.response_items_end(found.conversation_id, previous.response_id)
