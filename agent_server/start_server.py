@@ -99,6 +99,7 @@ agent_server = AgentServer(
     poll_interval_seconds=_number("POLL_INTERVAL_SECONDS", 1.0),
     max_concurrent_tasks=_number("MAX_CONCURRENT_TASKS", 100, int),
     model_name=agent.MODEL.name,
+    multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
 )
 # Module-level, so uvicorn workers can import it by name.
 app = agent_server.app

@@ -28,6 +28,8 @@ Figures (``--only`` takes a comma-separated subset of these names):
   new attempt.
 - ``tool_calls``: tool executions for a run killed after its tool finished
   (``bench/tool_calls.py``: real ``start-server`` processes of both variants).
+- ``conversation``: accept and first event at turn 1,000 of a conversation
+  against turn 1 (``bench/conversation.py``).
 
 Run everything: ``uv run bench``; a shorter pass: ``uv run bench --quick``.
 """
@@ -54,12 +56,14 @@ import psutil
 import psycopg
 
 from bench import tool_calls
+from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench.synthetic_agent import TEXT_PREFIX
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume", tool_calls.FIGURE)
+FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume", tool_calls.FIGURE,
+           "conversation")
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
@@ -74,6 +78,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
     "resume": ("resume after SIGKILL (max)", "<= stale threshold + 1 s",
                lambda f: f["max_seconds"] <= f["stale_threshold_seconds"] + 1),
     tool_calls.FIGURE: tool_calls.TARGET,
+    "conversation": CONVERSATION_TARGET,  # bench/conversation.py
 }
 
 
@@ -617,11 +622,12 @@ GROUPS = [
     ("scale", 1, {"max_concurrent_tasks": 1000}, ("scale",)),
     ("two", 2, {}, ("across_workers", "resume")),
     ("tools", 1, {}, (tool_calls.FIGURE,)),  # its own agent servers; this one stays idle
+    ("conversation", 1, {}, ("conversation",)),
 ]
 
 RUNNERS = {"accept": bench_accept, "first_event": bench_first_event, "live": bench_live,
            "throughput": bench_throughput, "scale": bench_scale, "across_workers": bench_across_workers,
-           "resume": bench_resume, tool_calls.FIGURE: tool_calls.run}
+           "resume": bench_resume, tool_calls.FIGURE: tool_calls.run, "conversation": bench_conversation}
 
 
 def machine() -> dict[str, Any]:
@@ -660,6 +666,8 @@ def table(figures: dict[str, dict]) -> str:
             return (f"{f['completed']}/{f['tasks']} done {f['all_done_seconds_after_start']} s after start, "
                     f"{f['peak_running']} at once, intact={f['intact']}, "
                     f"RSS {f['peak_server_rss_mib']} MiB, {f['sql_transactions_per_1000_events']} SQL tx/1k events")
+        if "summary" in f:
+            return f["summary"]
         if name == "resume":
             return f"{f['seconds']} s (threshold {f['stale_threshold_seconds']:g} s)"
         if name == tool_calls.FIGURE:

@@ -69,6 +69,14 @@ def _attempt_of(conversation_id: str | None) -> int:
     return 1
 
 
+def _text_of(item: dict) -> str:
+    """An input item's text (the recorded ``input`` shows what history the handler was given)."""
+    content = item.get("content")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content if content is not None else item.get("output", ""))
+
+
 @stream()
 async def synthetic_stream(request):
     ci = dict(request.custom_inputs or {})
@@ -78,7 +86,9 @@ async def synthetic_stream(request):
     last_input = request.input[-1].model_dump() if request.input else {}
     recovery = str(last_input.get("content", "")).startswith("[RECOVERY]")
     attempt = _attempt_of(conversation_id)
-    _record(record, kind="invoke", tag=tag, conversation_id=conversation_id, recovery=recovery, attempt=attempt)
+    if record:  # the texts only when recorded: a long conversation's input is thousands of items
+        _record(record, kind="invoke", tag=tag, conversation_id=conversation_id, recovery=recovery,
+                attempt=attempt, input=[_text_of(item.model_dump()) for item in request.input])
     hold_at = None if recovery else ci.get("hold_at")
     hold = float(ci.get("hold", 0))
     tool_at = ci.get("tool_at")

@@ -333,9 +333,12 @@ def test_ignored_fields_are_named_and_wrong_or_unsupported_ones_are_400s(client,
     before = stored_count(sql, server)
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="agent", input=HELLO, extra_body={"temperature": "hot"})
-    with pytest.raises(openai.BadRequestError) as raised:
+    with pytest.raises(openai.BadRequestError) as raised:  # not a conversation id
         client.responses.create(model="agent", input=HELLO, conversation="conv_1")
-    assert raised.value.code == "unsupported_parameter", raised.value.body
+    assert raised.value.param == "conversation", raised.value.body
+    with pytest.raises(openai.NotFoundError) as raised:  # no such conversation of this caller's
+        client.responses.create(model="agent", input=HELLO, conversation=f"conv_{uuid.uuid4().hex}")
+    assert raised.value.param == "conversation", raised.value.body
     with pytest.raises(openai.BadRequestError) as raised:  # not a response of this caller's
         client.responses.create(model="agent", input=HELLO, previous_response_id=f"resp_{uuid.uuid4().hex}")
     assert raised.value.param == "previous_response_id", raised.value.body

@@ -251,17 +251,20 @@ def test_starting_after_without_stream_is_rejected(client):
     assert response.json()["error"]["param"] == "starting_after"
 
 
-def test_previous_response_id_continues_the_committed_conversation(client):
+def test_previous_response_id_continues_the_committed_conversation(client, tmp_path):
+    record = str(tmp_path / "record.jsonl")
     first = client.post("/responses", json={"input": "turn one", "custom_inputs": {"deltas": 1}}).json()
     second = client.post("/responses", json={"input": "turn two", "previous_response_id": first["id"],
                                              "background": True, "custom_inputs": {"deltas": 1}}).json()
     wait_for_status(client, f"/responses/{second['id']}", TERMINAL)
     third = client.post("/responses", json={"input": "turn three", "previous_response_id": second["id"],
-                                            "custom_inputs": {"deltas": 1}}).json()
+                                            "custom_inputs": {"deltas": 1, "record": record}}).json()
+    assert third["status"] == "completed", third
+    # The handler gets the whole conversation; the response stores only its own input.
+    seen = [r["input"] for r in read_records(tmp_path / "record.jsonl") if r["kind"] == "invoke"]
+    assert seen == [["turn one", "delta-0 ", "turn two", "delta-0 ", "turn three"]]
     items = client.get(f"/responses/{third['id']}/input_items", params={"order": "asc"}).json()["data"]
-    texts = [part["text"] for item in items for part in item["content"]]
-    assert texts == ["turn one", "delta-0 ", "turn two", "delta-0 ", "turn three"]
-    assert [item.get("role") for item in items] == ["user", "assistant", "user", "assistant", "user"]
+    assert [part["text"] for item in items for part in item["content"]] == ["turn three"]
 
 
 def test_previous_response_id_must_be_a_finished_response_of_yours(client, sql, shared_schema):

@@ -362,6 +362,10 @@ EXPECTED_ROUTES = {
     ("POST", "/invocations"), ("POST", "/responses"), ("GET", "/agent/info"), ("GET", "/health"),
     ("GET", "/responses/{response_id}"), ("POST", "/responses/{response_id}/cancel"),
     ("DELETE", "/responses/{response_id}"), ("GET", "/responses/{response_id}/input_items"), ("GET", "/responses"),
+    # Stored conversations (OpenAI's Conversations API).
+    ("POST", "/conversations"), ("GET", "/conversations/{conversation_id}"),
+    ("POST", "/conversations/{conversation_id}"), ("DELETE", "/conversations/{conversation_id}"),
+    ("GET", "/conversations/{conversation_id}/items"),
     # The web page and its fixed set of files (agent_server/web).
     ("GET", "/"), ("GET", "/web/app.js"), ("GET", "/web/markdown.js"), ("GET", "/web/style.css"),
     ("GET", "/web/icon.svg"),

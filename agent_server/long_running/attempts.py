@@ -14,6 +14,14 @@ from typing import Any
 from .tool_calls import RecordedToolCall
 
 
+@dataclass(frozen=True)
+class HistoryRef:
+    """The conversation items an attempt's handler sees before the stored input: the first ``end``."""
+
+    conversation_id: str
+    end: int
+
+
 @dataclass
 class RunLease:
     """One attempt this worker owns."""
@@ -35,6 +43,10 @@ class RunLease:
     seam_events: list[dict[str, Any]] = field(default_factory=list)
     # The tool calls earlier attempts finished: served again instead of run again.
     prior_tool_calls: list[RecordedToolCall] = field(default_factory=list)
+    # A conversation turn: its history, read when the attempt starts (parsed items), goes before
+    # ``request["input"]`` in the handler's request.
+    history: HistoryRef | None = None
+    history_items: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 import mlflow
 from mlflow.genai.agent_server import get_invoke_function, get_stream_function
 from mlflow.tracing.constant import SpanAttributeKey
+from mlflow.types.responses import ResponsesAgentRequest
 
 from .attempts import RunLease
 from .stream_grammar import StreamGrammar
@@ -49,7 +50,11 @@ class HandlerInvoker:
         handler = stream_fn or invoke_fn
         if handler is None:
             raise RuntimeError("no @stream() or @invoke() handler is registered")
-        request = self.validator.validate_and_convert_request(lease.request)
+        # Validated when accepted (a conversation's history, when each turn was): built once here, not
+        # validated again (MLflow's validator builds the model twice: a long history doubles its cost).
+        request = ResponsesAgentRequest(**lease.request)
+        if lease.history_items:  # a conversation's earlier items, parsed when the attempt started
+            request.input = [*lease.history_items, *request.input]
         rid = lease.response_id
         grammar = StreamGrammar(rid, first_output_index=lease.first_output_index)
         traced = self.tracing_ready()

@@ -106,11 +106,9 @@ IGNORED_FIELDS = frozenset({"model", "include", "stream_options", "service_tier"
                             "safety_identifier", "top_logprobs", "max_tool_calls", "prompt",
                             "databricks_options"})
 #: Not supported: refused, so a client never believes they took effect.
-REFUSED_FIELDS = {
-    "conversation": "Conversations are not supported by this server yet; send the whole conversation in 'input'.",
-}
-MLFLOW_FIELDS = frozenset({"input", "custom_inputs", "context", "metadata", "store", "instructions",
-                           "previous_response_id"})
+REFUSED_FIELDS: dict[str, str] = {}
+#: ``conversation``, ``previous_response_id`` and ``multitask_strategy`` are taken out by the server first.
+MLFLOW_FIELDS = frozenset({"input", "custom_inputs", "context", "metadata", "store", "instructions"})
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -155,7 +153,6 @@ def request_fields(data: dict[str, Any]) -> tuple[dict[str, Any], bool, list[str
     ignored = sorted(k for k in data if k not in MLFLOW_FIELDS and k not in HANDLER_FIELDS)
     handler_data = {k: v for k, v in data.items() if k in MLFLOW_FIELDS or k in HANDLER_FIELDS}
     handler_data.pop("store", None)
-    handler_data.pop("previous_response_id", None)  # the server expands it into the input
     if isinstance(handler_data.get("input"), str):
         handler_data["input"] = [{"role": "user", "content": handler_data["input"]}]
     instructions = handler_data.pop("instructions", None)

@@ -10,7 +10,7 @@ from .response_object import list_object
 MAX_LIMIT = 100
 
 
-def _as_item(item: dict[str, Any], response_id: str, index: int) -> dict[str, Any]:
+def listed_item(item: dict[str, Any], response_id: str, index: int) -> dict[str, Any]:
     item = dict(item)
     item.setdefault("type", "message")
     # Stored items have no ids of their own; these are stable for the response.
@@ -36,7 +36,7 @@ def list_input_items(request: dict[str, Any], response_id: str, *, limit: str | 
     if order not in ("asc", "desc"):
         raise ApiError(400, f"order must be 'asc' or 'desc', got {order[:40]!r}.", code="invalid_parameter",
                        param="order")
-    items = [_as_item(item, response_id, i) for i, item in enumerate(request.get("input") or [])]
+    items = [listed_item(item, response_id, i) for i, item in enumerate(request.get("input") or [])]
     if order == "desc":
         items.reverse()
     if after is not None:

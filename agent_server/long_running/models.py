@@ -50,6 +50,8 @@ class ResponseRow:
     watched_until: datetime | None  # a tail in another process wants NOTIFYs until then
     background: bool = True  # False: a standard request, stored so it can be retrieved
     custom_outputs: dict[str, Any] | None = None
+    conversation_id: str | None = None  # the stored conversation this turn joins when it ends
+    history_end: int | None = None  # how many of its items the handler sees (set when it first starts)
     # Number of its last stored event. Statements that lock the row leave it out (their
     # snapshot may predate a batch committed just before the lock) and the store reads it
     # in a new statement; -1 until then.
@@ -96,4 +98,23 @@ class StoredEvent:
         return self.type in TERMINAL_EVENT_TYPES
 
 
+@dataclass(frozen=True)
+class ConversationRow:
+    """One row of ``conversations``."""
+
+    conversation_id: str
+    owner: str
+    session_key: str | None
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    item_count: int
+    last_response_id: str | None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "ConversationRow":
+        return cls(**{k: v for k, v in record.items() if k in _CONVERSATION_FIELDS})
+
+
 _ROW_FIELDS = frozenset(f.name for f in fields(ResponseRow))
+_CONVERSATION_FIELDS = frozenset(f.name for f in fields(ConversationRow))

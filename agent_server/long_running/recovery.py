@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .attempt import timed_out_error
-from .attempts import RunLease
+from .attempts import HistoryRef, RunLease
 from .models import ResponseRow, Status
 from .settings import EngineSettings
 from .store import Store
@@ -106,7 +106,15 @@ def lease_for(row: ResponseRow, request: dict[str, Any], headers: dict[str, str]
         model=row.model,
         next_sequence=row.last_sequence + 1,
         conversation_id=conversation_id,
+        history=history_of(row),
     )
+
+
+def history_of(row: ResponseRow) -> HistoryRef | None:
+    """The conversation items every attempt of ``row`` sees (fixed when its first attempt started)."""
+    if row.conversation_id is None or row.history_end is None:
+        return None
+    return HistoryRef(row.conversation_id, row.history_end)
 
 
 async def claim_stale_runs(store: Store, worker_id: str, settings: EngineSettings, limit: int,
@@ -154,4 +162,5 @@ class RetentionSweep:
     async def maybe_run(self) -> None:
         if time.monotonic() - self._last > self.INTERVAL_SECONDS:
             await self.store.delete_expired(self.retention_seconds)
+            await self.store.delete_expired_conversations(self.retention_seconds)
             self._last = time.monotonic()

@@ -26,6 +26,7 @@ def build_response(
     metadata: dict[str, str] | None = None,
     background: bool = True,
     custom_outputs: dict[str, Any] | None = None,
+    conversation_id: str | None = None,
 ) -> dict[str, Any]:
     """The Response object in OpenAI's shape (the fields its clients require), plus MLflow's
     ``custom_outputs`` and our ``attempt_number``."""
@@ -49,6 +50,8 @@ def build_response(
     }
     if custom_outputs is not None:
         response["custom_outputs"] = custom_outputs
+    if conversation_id is not None:
+        response["conversation"] = {"id": conversation_id}  # the stored conversation it joins
     return response
 
 
@@ -67,6 +70,7 @@ def response_from_row(row: ResponseRow, output: list[dict[str, Any]] | None = No
         metadata=request.get("metadata"),
         background=row.background,
         custom_outputs=row.custom_outputs,
+        conversation_id=row.conversation_id,
     )
 
 

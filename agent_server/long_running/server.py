@@ -34,7 +34,8 @@ from mlflow.genai.agent_server import AgentServer, set_request_headers
 
 from . import http_input
 from .attempts import LocalAttempts, RunLease
-from .conversation import conversation_so_far
+from . import conversations
+from .conversation_routes import install_conversation_routes
 from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTarget, resolve_target
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
@@ -46,7 +47,7 @@ from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
 from .settings import EngineSettings
-from .store import Store
+from .store import ConversationBusy, ConversationGone, Store
 from .tail import EventTail
 from .tracing import TracingWarmUp
 from .unstored import run_unstored
@@ -103,6 +104,7 @@ class LongRunningAgentServer(AgentServer):
         max_request_bytes: int = 10 * 1024 * 1024,
         db_pool_max_size: int = 10,
         model_name: str | None = None,
+        multitask_strategy: str = "enqueue",
     ):
         if agent_type != "ResponsesAgent":
             raise ValueError(f"LongRunningAgentServer only supports agent_type 'ResponsesAgent', got {agent_type!r}")
@@ -122,6 +124,12 @@ class LongRunningAgentServer(AgentServer):
             stale_scan_interval_seconds=stale_scan_interval_seconds,
             max_request_bytes=max_request_bytes,
         )
+        if multitask_strategy not in conversations.STRATEGIES:
+            raise ValueError(f"multitask_strategy must be one of {', '.join(conversations.STRATEGIES)}, "
+                             f"got {multitask_strategy!r}")
+        # What a message does while its conversation's previous response still runs (per request:
+        # the multitask_strategy field).
+        self.multitask_strategy = multitask_strategy
         self.model_name = model_name or os.environ.get("DATABRICKS_APP_NAME") or "agent"
         self._database_url = database_url
         lakebase_args = (db_instance_name, db_autoscaling_endpoint, db_project, db_branch)
@@ -234,6 +242,9 @@ class LongRunningAgentServer(AgentServer):
         if self._serve_web_page:
             install_web_page(self.app)
 
+        install_conversation_routes(self.app, lambda: self._require_engine().store, self.validator,
+                                    self.settings.max_request_bytes)
+
         @self.app.get("/responses/{response_id}")
         async def retrieve(response_id: str, request: Request):
             return await self._retrieve(response_id, request)
@@ -307,14 +318,10 @@ class LongRunningAgentServer(AgentServer):
         data = await http_input.read_json_body(request, self.settings.max_request_bytes)
         background = http_input.flag(data.pop("background", None), "background")
         stream = http_input.flag(data.pop("stream", None), "stream")
-        previous_response_id = data.get("previous_response_id")
+        conversation = data.pop("conversation", None)
+        previous_response_id = data.pop("previous_response_id", None)
+        strategy = conversations.strategy_of(data.pop(conversations.STRATEGY_FIELD, None), self.multitask_strategy)
         data, store, ignored = http_input.request_fields(data)
-        if previous_response_id is not None:
-            if self._engine is None:
-                raise ApiError(503, f"previous_response_id needs the database, which is unavailable: "
-                               f"{self._unavailable_reason}.", code="background_unavailable")
-            history = await conversation_so_far(self._engine.store, previous_response_id, owner_of(headers))
-            data["input"] = [*history, *(data.get("input") or [])]
         if background and not store:
             raise ApiError(400, "A background response must be stored: drop 'store': false, or 'background'.",
                            code="invalid_parameter", param="store")
@@ -325,18 +332,51 @@ class LongRunningAgentServer(AgentServer):
         request_dict = request_data.model_dump(mode="json", exclude_none=True)
         http_input.check_storable(request_dict)
         answer_headers = {"x-ignored-fields": ",".join(ignored)} if ignored else {}
+        turn = None
+        if conversation is not None or previous_response_id is not None or conversations.session_key_of(request_dict):
+            turn, request_dict = await self._conversation_turn(request_dict, headers, conversation=conversation,
+                                                               previous_response_id=previous_response_id,
+                                                               strategy=strategy, store=store)
         if background:
             engine = self._require_engine()
-            response = await self._submit(engine, request_dict, headers, background=True)
+            response = await self._submit(engine, request_dict, headers, background=True, turn=turn)
             if stream:
                 return self._sse(engine, response["id"], owner_of(headers), after=-1, headers=answer_headers)
             # The Response as stored (queued or in_progress), as OpenAI answers a background
             # create: no second read of the row on the accept path.
             return JSONResponse(response, headers=answer_headers)
-        return await self._standard(request_dict, stream, headers, store, answer_headers)
+        return await self._standard(request_dict, stream, headers, store, answer_headers, turn)
 
-    async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *,
-                      background: bool) -> dict[str, Any]:
+    async def _conversation_turn(self, request_dict: dict, headers: dict[str, str], *, conversation: Any,
+                                 previous_response_id: Any, strategy: str,
+                                 store: bool) -> tuple[conversations.Turn | None, dict]:
+        """The stored conversation a request joins, and its request; an unstored request joins none
+        and gets its history in its input now."""
+        owner = owner_of(headers)
+        if self._engine is None:
+            if conversation is None and previous_response_id is None:
+                return None, request_dict  # a session id alone: without the database, no memory
+            field = "conversation" if conversation is not None else "previous_response_id"
+            raise ApiError(503, f"{field} needs the database, which is unavailable: {self._unavailable_reason}.",
+                           code="background_unavailable")
+        found_by = dict(conversation=conversation, previous_response_id=previous_response_id, request=request_dict)
+        if not store:
+            history = await conversations.unstored_history(self._engine.store, owner, **found_by)
+            return None, {**request_dict, "input": [*history, *(request_dict.get("input") or [])]}
+        turn = await conversations.turn_for(self._engine.store, owner, strategy=strategy, **found_by)
+        if turn is not None and turn.strategy == "interrupt":
+            await self._interrupt(self._engine, turn.conversation_id)
+        return turn, request_dict
+
+    async def _interrupt(self, engine: _Engine, conversation_id: str) -> None:
+        """Cancel a conversation's unfinished responses (their committed output joins it)."""
+        for response_id, _status in await engine.store.unfinished_turns(conversation_id):
+            await engine.store.finalize(response_id, status=Status.CANCELLED)
+            engine.worker.stop_local(response_id, "interrupted by a newer message in its conversation")
+            engine.worker.forget_queued(response_id)
+
+    async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *, background: bool,
+                      turn: conversations.Turn | None = None) -> dict[str, Any]:
         """Store and start (or queue) a response; its Response object as first stored."""
         response_id = f"resp_{uuid.uuid4().hex}"
         try:
@@ -348,21 +388,31 @@ class LongRunningAgentServer(AgentServer):
                 stored_headers=storable_headers(headers),
                 model=self.model_name,
                 background=background,
+                turn=turn,
             )
+        except ConversationBusy as busy:
+            raise ApiError(409, f"Conversation {turn.conversation_id} already has an unfinished response: "
+                           f"{busy.response_id} is {busy.status.value}. Wait for it, cancel it, or send "
+                           f"{conversations.STRATEGY_FIELD} 'enqueue' (run after it) or 'interrupt' (cancel it).",
+                           code="conversation_busy", param=conversations.STRATEGY_FIELD) from None
+        except ConversationGone:
+            raise conversations.conversation_not_found(turn.conversation_id) from None
         except Exception as exc:
             logger.exception("Could not store the response")
             raise ApiError(503, f"Background mode is unavailable: the database rejected the request ({exc}).",
                            code="background_unavailable") from None
 
     async def _standard(self, request_dict: dict, stream: bool, headers: dict[str, str], store: bool,
-                        answer_headers: dict[str, str]):
+                        answer_headers: dict[str, str], turn: conversations.Turn | None = None):
         """A standard request: stored and run by the engine like a background one (so it can be
         retrieved and survives a crash), answered when it ends; unstored if asked, or if no database."""
         engine = self._engine if store else None
         if engine is not None:
             try:
-                response_id = (await self._submit(engine, request_dict, headers, background=False))["id"]
-            except ApiError:
+                response_id = (await self._submit(engine, request_dict, headers, background=False, turn=turn))["id"]
+            except ApiError as exc:
+                if exc.status != 503 or turn is not None:
+                    raise  # a refused turn, or one whose history only the database has
                 engine = None  # a standard request never depends on the database: answer unstored
         stored_headers = {**answer_headers, "x-response-stored": "true" if engine is not None else "false"}
         owner = owner_of(headers)

@@ -7,14 +7,14 @@ owner, one short transaction) and returns rows as dataclasses.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from .database import Database
-from .models import ResponseRow, ResponseSummary, Status, StoredEvent
+from .models import ConversationRow, ResponseRow, ResponseSummary, Status, StoredEvent
 from .response_object import event_json, response_from_row, terminal_event
 from .tool_calls import RecordedToolCall
 
@@ -34,6 +34,19 @@ class Finish:
     # False: the owning attempt's own final write. True: a cancel or time-out decided
     # outside the owner, which wakes every listener and tells the owner to stop.
     external: bool = False
+
+
+class ConversationBusy(Exception):
+    """A new turn was refused: another turn of its conversation is still queued or running."""
+
+    def __init__(self, response_id: str, status: Status):
+        super().__init__(f"{response_id} is {status.value}")
+        self.response_id = response_id
+        self.status = status
+
+
+class ConversationGone(Exception):
+    """The conversation was deleted before the new turn was stored."""
 
 
 class Store:
@@ -71,10 +84,11 @@ class Store:
         model: str,
         created_event: str,
         background: bool = True,
+        conversation_id: str | None = None,
+        history_end: int | None = None,
+        conn=None,
     ) -> None:
-        await self._one(
-            self.q.insert_response,
-            {
+        params = {
                 "response_id": response_id,
                 "owner": owner,
                 "status": status.value,
@@ -87,8 +101,44 @@ class Store:
                 "created_event": created_event,
                 "background": background,
                 "control_channel": self.q.control_channel,
-            },
-        )
+                "conversation_id": conversation_id,
+                "history_end": history_end,
+            }
+        if conn is None:
+            await self._one(self.q.insert_response, params)
+        else:
+            await conn.execute(self.q.insert_response, params)
+
+    async def insert_turn(
+        self,
+        *,
+        conversation_id: str,
+        start_here: bool,
+        reject_if_busy: bool,
+        created_event: Callable[[Status], str],
+        **response: Any,
+    ) -> tuple[Status, int | None]:
+        """Store a new turn of a conversation, one new turn of it at a time (the conversation row
+        is locked): it starts now (``start_here``) only if no other turn is unfinished, else it is
+        queued behind them, or refused (``reject_if_busy``: :class:`ConversationBusy`). Returns its
+        status and, if it starts now, how many conversation items its handler sees."""
+        async with self.db.pool.connection() as conn, conn.transaction():
+            conversation = await (await conn.execute(
+                self.q.lock_conversation, {"conversation_id": conversation_id})).fetchone()
+            if conversation is None:
+                raise ConversationGone(conversation_id)
+            # A new statement: it sees every turn committed before the lock was granted.
+            unfinished = await (await conn.execute(
+                self.q.unfinished_turns, {"conversation_id": conversation_id})).fetchall()
+            if unfinished and reject_if_busy:
+                raise ConversationBusy(unfinished[0]["response_id"], Status(unfinished[0]["status"]))
+            status = Status.IN_PROGRESS if start_here and not unfinished else Status.QUEUED
+            history_end = conversation["item_count"] if status is Status.IN_PROGRESS else None
+            if status is Status.QUEUED:
+                response = {**response, "worker_id": None}  # whichever worker claims it
+            await self.insert_response(**response, status=status, created_event=created_event(status),
+                                       conversation_id=conversation_id, history_end=history_end, conn=conn)
+        return status, history_end
 
     async def claim_queued(self, worker_id: str) -> ResponseRow | None:
         record = await self._one(self.q.claim_queued, {"worker_id": worker_id})
@@ -247,6 +297,74 @@ class Store:
     async def timed_out_runs(self, timeout_seconds: float) -> list[str]:
         records = await self._all(self.q.timed_out_runs, {"timeout_seconds": float(timeout_seconds)})
         return [r["response_id"] for r in records]
+
+    # ----- conversations -------------------------------------------------------
+
+    async def create_conversation(self, conversation_id: str, owner: str, *, items: list[dict[str, Any]] = (),
+                                  metadata: dict[str, str] | None = None,
+                                  session_key: str | None = None) -> ConversationRow | None:
+        """A new conversation; None if ``session_key`` already has one for ``owner``."""
+        record = await self._one(self.q.create_conversation, {
+            "conversation_id": conversation_id, "owner": owner, "session_key": session_key,
+            "metadata": Jsonb(metadata or {}), "items": Jsonb(list(items))})
+        return ConversationRow.from_record(record) if record else None
+
+    async def branch_conversation(self, conversation_id: str, owner: str, *, source_id: str,
+                                  item_count: int) -> ConversationRow:
+        record = await self._one(self.q.branch_conversation, {
+            "conversation_id": conversation_id, "owner": owner, "source_id": source_id, "item_count": item_count})
+        return ConversationRow.from_record(record)
+
+    async def get_conversation(self, conversation_id: str, owner: str) -> ConversationRow | None:
+        record = await self._one(self.q.get_conversation, {"conversation_id": conversation_id, "owner": owner})
+        return ConversationRow.from_record(record) if record else None
+
+    async def session_conversation(self, owner: str, session_key: str) -> ConversationRow | None:
+        record = await self._one(self.q.session_conversation, {"owner": owner, "session_key": session_key})
+        return ConversationRow.from_record(record) if record else None
+
+    async def update_conversation_metadata(self, conversation_id: str, owner: str,
+                                           metadata: dict[str, str]) -> ConversationRow | None:
+        record = await self._one(self.q.update_conversation_metadata,
+                                 {"conversation_id": conversation_id, "owner": owner, "metadata": Jsonb(metadata)})
+        return ConversationRow.from_record(record) if record else None
+
+    async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
+        return bool(await self._all(self.q.delete_conversation, {"conversation_id": conversation_id, "owner": owner}))
+
+    async def unfinished_turns(self, conversation_id: str) -> list[tuple[str, Status]]:
+        records = await self._all(self.q.unfinished_turns, {"conversation_id": conversation_id})
+        return [(r["response_id"], Status(r["status"])) for r in records]
+
+    async def response_items_end(self, conversation_id: str, response_id: str) -> int:
+        record = await self._one(self.q.response_items_end,
+                                 {"conversation_id": conversation_id, "response_id": response_id})
+        return record["item_end"]
+
+    async def conversation_history(self, conversation_id: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Items ``start`` to ``end - 1`` of a conversation, in order."""
+        records = await self._all(self.q.conversation_history,
+                                  {"conversation_id": conversation_id, "start": start, "end": end})
+        return [r["item"] for r in records]
+
+    async def conversation_items(self, conversation_id: str, *, limit: int, descending: bool,
+                                 after: int | None) -> list[tuple[int, dict[str, Any]]]:
+        """A page of items as ``(position, item)``, after the position ``after`` in that order."""
+        if descending:
+            records = await self._all(self.q.conversation_items_desc, {
+                "conversation_id": conversation_id, "limit": limit, "before": 2**31 - 1 if after is None else after})
+        else:
+            records = await self._all(self.q.conversation_items_asc, {
+                "conversation_id": conversation_id, "limit": limit, "after": -1 if after is None else after})
+        return [(r["position"], r["item"]) for r in records]
+
+    async def conversation_item_position(self, conversation_id: str, item_id: str) -> int | None:
+        record = await self._one(self.q.conversation_item_position,
+                                 {"conversation_id": conversation_id, "item_id": item_id})
+        return record["position"] if record else None
+
+    async def delete_expired_conversations(self, retention_seconds: float) -> None:
+        await self._run(self.q.delete_expired_conversations, {"retention_seconds": float(retention_seconds)})
 
     async def delete_expired(self, retention_seconds: float) -> None:
         await self._run(self.q.delete_expired, {"retention_seconds": float(retention_seconds)})

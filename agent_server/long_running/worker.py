@@ -19,9 +19,9 @@ from typing import Any
 
 from mlflow.genai.agent_server import set_request_headers
 
-from . import recovery
+from . import conversations, recovery
 from .attempt import Handler, run_attempt
-from .attempts import LocalAttempts, RunLease, RunningAttempt
+from .attempts import HistoryRef, LocalAttempts, RunLease, RunningAttempt
 from .group_commit import GroupCommit
 from .models import ResponseRow, Status
 from .response_object import build_response, event_json
@@ -69,6 +69,7 @@ class Worker:
     def __post_init__(self) -> None:
         self.commits = GroupCommit(self.store)
         self._retention = recovery.RetentionSweep(self.store, self.settings.retention_seconds)
+        self.histories = conversations.HistoryCache(self.store)
 
     # ----- lifecycle -------------------------------------------------------
 
@@ -127,8 +128,11 @@ class Worker:
         stored_headers: dict[str, str],
         model: str,
         background: bool = True,
+        turn: conversations.Turn | None = None,
     ) -> dict[str, Any]:
-        """Store a new response and start it here if there is room.
+        """Store a new response and start it here if there is room (and, for a conversation's
+        turn, no earlier turn is unfinished: then it is queued behind it, or refused with
+        ``ConversationBusy`` if its strategy is ``reject``).
 
         Returns the Response object as first stored (``in_progress`` or ``queued``).
         """
@@ -138,37 +142,37 @@ class Worker:
             # than queue a response this worker may have room for.
             await self._claims_idle.wait()
         start_here = self.free_slots() > 0
-        status = Status.IN_PROGRESS if start_here else Status.QUEUED
-        response = build_response(
-            response_id=response_id,
-            created_at=created_at,
-            status=status,
-            model=model,
-            output=[],
-            attempt_number=1 if start_here else 0,
-            metadata=request.get("metadata"),
-            background=background,
-        )
-        created_event = event_json({"type": "response.created", "response": response}, 0, response_id)
+
+        def first_state(status: Status) -> dict[str, Any]:
+            return build_response(response_id=response_id, created_at=created_at, status=status, model=model,
+                                  output=[], attempt_number=1 if status is Status.IN_PROGRESS else 0,
+                                  metadata=request.get("metadata"), background=background,
+                                  conversation_id=turn.conversation_id if turn else None)
+
+        def created_event(status: Status) -> str:
+            return event_json({"type": "response.created", "response": first_state(status)}, 0, response_id)
+
+        row = dict(response_id=response_id, owner=owner, worker_id=self.worker_id if start_here else None,
+                   created_at=created_at, request=request, request_headers=stored_headers, model=model,
+                   background=background)
+        history = None
         if start_here:
             self._reserved += 1
         try:
-            await self.store.insert_response(
-                response_id=response_id,
-                owner=owner,
-                status=status,
-                worker_id=self.worker_id if start_here else None,
-                created_at=created_at,
-                request=request,
-                request_headers=stored_headers,
-                model=model,
-                created_event=created_event,
-                background=background,
-            )
+            if turn is None:
+                status = Status.IN_PROGRESS if start_here else Status.QUEUED
+                await self.store.insert_response(**row, status=status, created_event=created_event(status))
+            else:
+                status, history_end = await self.store.insert_turn(
+                    conversation_id=turn.conversation_id, start_here=start_here,
+                    reject_if_busy=turn.strategy == "reject", created_event=created_event, **row)
+                if history_end is not None:
+                    history = HistoryRef(turn.conversation_id, history_end)
         finally:
             if start_here:
                 self._reserved -= 1
-        if start_here:
+        response = first_state(status)
+        if status is Status.IN_PROGRESS:
             self._start(
                 RunLease(
                     response_id=response_id,
@@ -181,6 +185,7 @@ class Worker:
                     next_sequence=1,
                     metadata=request.get("metadata") or {},
                     background=background,
+                    history=history,
                 )
             )
         else:
@@ -222,6 +227,13 @@ class Worker:
         )
         set_request_headers(lease.headers)
         logger.info("Running %s attempt %d on %s", rid, lease.attempt_number, self.worker_id)
+        if lease.history is not None:
+            try:
+                lease.history_items = await self.histories.items(lease.history)
+            except Exception as exc:
+                # No final write: the run goes stale and is resumed (here or elsewhere) once readable.
+                logger.error("Could not read the conversation of %s (%s); it resumes once stale", rid, exc)
+                return
         try:
             await run_attempt(lease, writer, self.handler, self.settings.task_timeout_seconds)
         except asyncio.CancelledError:

@@ -34,6 +34,7 @@ def attempt_response(writer: Any, status: Status, error: dict[str, Any] | None =
         response_id=lease.response_id, created_at=lease.created_at, status=status, model=lease.model,
         output=writer.output_items, attempt_number=lease.attempt_number, error=error, trace_id=writer.trace_id,
         metadata=lease.metadata, background=lease.background, custom_outputs=writer.custom_outputs,
+        conversation_id=getattr(lease.history, "conversation_id", None),
     )
 
 

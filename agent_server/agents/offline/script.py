@@ -14,6 +14,9 @@ Both SDK adapters translate their messages into :class:`Turn` objects, ask
   over from the user's last request before it, as a naive model would. The
   tools it calls again that had finished are served from the server's record
   rather than run twice; that is the point of showing it;
+- memory, from the earlier turns of the conversation: "My name is Ada."
+  is acknowledged; "What is my name?" answers with the name the user gave;
+  "What did I say before?" quotes the user's previous message;
 - anything else: a fixed reply that says this is the offline model.
 """
 
@@ -29,6 +32,10 @@ _RESEARCH = re.compile(r"\bresearch(?:ing)?\b(?:\s+(?:on|about|into|the topic(?:
 _NAMED_TOOL = re.compile(
     r"\b(?:use|call|run)\s+(?:the\s+)?[`'\"]?(?P<name>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)", re.IGNORECASE
 )
+_MY_NAME_IS = re.compile(r"\bmy name is\s+(?P<name>[^.!?\n]+)", re.IGNORECASE)
+_ASK_NAME = re.compile(r"\b(?:what(?:'s| is)\s+my name|do you (?:know|remember) my name|who am i)\b", re.IGNORECASE)
+_ASK_BEFORE = re.compile(r"\bwhat did i (?:just )?(?:say|write|ask)\b|\bmy (?:previous|last) message\b",
+                         re.IGNORECASE)
 _TIME = re.compile(r"\b(time|clock|what day|date today|today's date)\b", re.IGNORECASE)
 #: How the server's resumed-attempt message starts (agent_server/long_running/recovery.py).
 RECOVERY_PREFIX = "[RECOVERY]"
@@ -80,7 +87,27 @@ def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
             return ToolCall("research", _research_arguments(research["topic"]))
         if _TIME.search(text) and "get_current_time" in tool_names:
             return ToolCall("get_current_time", {})
+        remembered = _from_memory(text, [turn.text for turn in turns[:-1] if turn.role == "user"])
+        if remembered:
+            return TextReply(remembered)
     return TextReply(_fallback(last.text, tool_names))
+
+
+def _from_memory(text: str, earlier: list[str]) -> str | None:
+    """A reply that shows the model got the conversation's earlier user messages (oldest first)."""
+    if _ASK_BEFORE.search(text):
+        if not earlier:
+            return "This is the first message of our conversation: you have not said anything before it."
+        return f'Before this, you said: "{" ".join(earlier[-1].split())}"'
+    if _ASK_NAME.search(text):
+        names = [m["name"].strip() for said in earlier for m in _MY_NAME_IS.finditer(said)]
+        if not names:
+            return "You have not told me your name in this conversation."
+        return f"Your name is {names[-1]}."
+    told = _MY_NAME_IS.search(text)
+    if told:
+        return f"Nice to meet you, {told['name'].strip()}! I will remember your name for this conversation."
+    return None
 
 
 def _named_tool(text: str, tool_names: list[str]) -> Plan | None:

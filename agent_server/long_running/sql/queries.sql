@@ -27,17 +27,21 @@ INSERT INTO {schema}.schema_migrations (version) VALUES (%(version)s);
 SELECT 1 AS ok;
 
 -- name: insert_response
--- Create a response with its event 0 (response.created); wake idle workers if queued.
+-- Create a response with its event 0 (response.created); wake idle workers if queued; a conversation's turn becomes its newest response.
 WITH r AS (
     INSERT INTO {schema}.responses
         (response_id, owner, status, attempt_number, worker_id, heartbeat_at, started_at,
-         created_at, request, request_headers, model, background)
+         created_at, request, request_headers, model, background, conversation_id, history_end)
     VALUES
         (%(response_id)s, %(owner)s, %(status)s, %(attempt_number)s, %(worker_id)s,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
-         to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s, %(background)s)
+         to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s, %(background)s,
+         %(conversation_id)s, %(history_end)s)
     RETURNING response_id
+), c AS (
+    UPDATE {schema}.conversations SET last_response_id = %(response_id)s, updated_at = now()
+    WHERE conversation_id = %(conversation_id)s AND EXISTS (SELECT 1 FROM r)
 ), e AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
     SELECT response_id, 0, %(attempt_number)s, 'response.created', %(created_event)s FROM r
@@ -48,13 +52,20 @@ WITH r AS (
 SELECT (SELECT count(*) FROM e) AS inserted, (SELECT count(*) FROM n) AS notified;
 
 -- name: claim_queued
--- Take the oldest queued response for this worker (attempt 1), or nothing.
+-- Take the oldest queued response for this worker (attempt 1), or nothing; a conversation's turns run one at a time, in order, each seeing the items committed before it started.
 UPDATE {schema}.responses AS r
 SET status = 'in_progress', attempt_number = r.attempt_number + 1, worker_id = %(worker_id)s,
-    heartbeat_at = now(), started_at = coalesce(r.started_at, now()), updated_at = now()
+    heartbeat_at = now(), started_at = coalesce(r.started_at, now()), updated_at = now(),
+    history_end = coalesce(r.history_end, (SELECT c.item_count FROM {schema}.conversations AS c
+                                           WHERE c.conversation_id = r.conversation_id))
 WHERE r.response_id = (
-    SELECT response_id FROM {schema}.responses
-    WHERE status = 'queued' ORDER BY created_at LIMIT 1
+    SELECT q.response_id FROM {schema}.responses AS q
+    WHERE q.status = 'queued'
+      AND (q.conversation_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {schema}.responses AS o
+          WHERE o.conversation_id = q.conversation_id AND o.status IN ('queued', 'in_progress')
+            AND (o.status = 'in_progress' OR (o.created_at, o.response_id) < (q.created_at, q.response_id))))
+    ORDER BY q.created_at LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
 RETURNING r.*, 0 AS last_sequence;
@@ -144,7 +155,42 @@ WITH f AS (
     WHERE r.response_id = locked.response_id AND f.response_id = r.response_id
       AND f.attempt_number = r.attempt_number AND r.status IN ('queued', 'in_progress')
     RETURNING r.response_id, r.attempt_number, f.external,
-              f.external OR coalesce(r.watched_until > now(), false) AS notify
+              f.external OR coalesce(r.watched_until > now(), false) AS notify,
+              r.conversation_id, r.request -> 'input' AS input, f.output
+), turn AS (
+    -- What joins the conversation: the input (less system and developer messages, which
+    -- belong to their turn only, like instructions) and the output, as finally committed.
+    SELECT d.conversation_id, d.response_id, x.ord, x.item
+    FROM done AS d
+    CROSS JOIN LATERAL (
+        SELECT i.ord, i.item FROM jsonb_array_elements(coalesce(d.input, '[]')) WITH ORDINALITY AS i(item, ord)
+        WHERE coalesce(i.item ->> 'role', '') NOT IN ('system', 'developer')
+        UNION ALL
+        SELECT 1000000000 + o.ord, o.item FROM jsonb_array_elements(coalesce(d.output, '[]')) WITH ORDINALITY AS o(item, ord)
+    ) AS x
+    WHERE d.conversation_id IS NOT NULL
+), conv AS (
+    -- Locked in id order after the responses (as every statement that locks both): no deadlock.
+    SELECT c.conversation_id, c.item_count FROM {schema}.conversations AS c
+    WHERE c.conversation_id IN (SELECT conversation_id FROM turn)
+    ORDER BY c.conversation_id
+    FOR NO KEY UPDATE
+), joined AS (
+    INSERT INTO {schema}.conversation_items (conversation_id, position, response_id, item)
+    SELECT t.conversation_id,
+           c.item_count - 1 + row_number() OVER (PARTITION BY t.conversation_id ORDER BY t.response_id, t.ord),
+           t.response_id, t.item
+    FROM turn AS t JOIN conv AS c ON c.conversation_id = t.conversation_id
+    RETURNING conversation_id
+), grown AS (
+    UPDATE {schema}.conversations AS c SET item_count = c.item_count + j.n, updated_at = now()
+    FROM (SELECT conversation_id, count(*) AS n FROM joined GROUP BY conversation_id) AS j
+    WHERE c.conversation_id = j.conversation_id
+), next_turn AS (
+    -- The conversation's next turn may be queued behind the one that ended: wake the workers.
+    SELECT pg_notify(%(control_channel)s, 'queued')
+    WHERE EXISTS (SELECT 1 FROM {schema}.responses AS x JOIN done AS d ON x.conversation_id = d.conversation_id
+                  WHERE x.status = 'queued')
 ), ins AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
     SELECT e.response_id, e.seq, d.attempt_number, e.type, e.data
@@ -160,8 +206,9 @@ WITH f AS (
 ), c AS (
     SELECT pg_notify(%(control_channel)s, 'stop:' || d.response_id) FROM done AS d WHERE d.external
 )
--- One row per response that ended (n and c, referenced here, run whenever they have anything to send).
-SELECT d.response_id, d.attempt_number, (SELECT count(*) FROM n) + (SELECT count(*) FROM c) AS notified
+-- One row per response that ended (n, c and next_turn, referenced here, run whenever they have anything to send).
+SELECT d.response_id, d.attempt_number,
+       (SELECT count(*) FROM n) + (SELECT count(*) FROM c) + (SELECT count(*) FROM next_turn) AS notified
 FROM done AS d;
 
 -- name: watch_response
@@ -262,3 +309,99 @@ ON CONFLICT (response_id, call_key) DO NOTHING;
 SELECT call_key, attempt_number, name, arguments, output, call_id FROM {schema}.tool_calls
 WHERE response_id = %(response_id)s
 ORDER BY recorded_at, call_key;
+
+-- ----- Conversations -------------------------------------------------------
+
+-- name: create_conversation
+-- A new conversation with its first items (none, or those given to POST /conversations); with a session key, nothing if that owner's session already has one.
+WITH c AS (
+    INSERT INTO {schema}.conversations (conversation_id, owner, session_key, metadata, item_count)
+    VALUES (%(conversation_id)s, %(owner)s, %(session_key)s, %(metadata)s, jsonb_array_length(%(items)s))
+    ON CONFLICT (owner, session_key) WHERE session_key IS NOT NULL DO NOTHING
+    RETURNING *
+), i AS (
+    INSERT INTO {schema}.conversation_items (conversation_id, position, response_id, item)
+    SELECT c.conversation_id, x.ord - 1, NULL, x.item
+    FROM c CROSS JOIN LATERAL jsonb_array_elements(%(items)s) WITH ORDINALITY AS x(item, ord)
+)
+SELECT * FROM c;
+
+-- name: branch_conversation
+-- A new conversation holding a copy of the first items of another (continuing a response that already has a continuation).
+WITH c AS (
+    INSERT INTO {schema}.conversations (conversation_id, owner, item_count)
+    VALUES (%(conversation_id)s, %(owner)s, %(item_count)s)
+    RETURNING *
+), i AS (
+    INSERT INTO {schema}.conversation_items (conversation_id, position, response_id, item)
+    SELECT c.conversation_id, s.position, s.response_id, s.item
+    FROM c, {schema}.conversation_items AS s
+    WHERE s.conversation_id = %(source_id)s AND s.position < %(item_count)s
+)
+SELECT * FROM c;
+
+-- name: get_conversation
+-- One conversation as its owner sees it.
+SELECT * FROM {schema}.conversations WHERE conversation_id = %(conversation_id)s AND owner = %(owner)s;
+
+-- name: session_conversation
+-- The conversation of one owner's session key.
+SELECT * FROM {schema}.conversations WHERE owner = %(owner)s AND session_key = %(session_key)s;
+
+-- name: update_conversation_metadata
+-- Replace a conversation's metadata (the only part a client changes).
+UPDATE {schema}.conversations SET metadata = %(metadata)s, updated_at = now()
+WHERE conversation_id = %(conversation_id)s AND owner = %(owner)s
+RETURNING *;
+
+-- name: delete_conversation
+-- Delete a conversation and (by cascade) its items; its responses stay.
+DELETE FROM {schema}.conversations WHERE conversation_id = %(conversation_id)s AND owner = %(owner)s
+RETURNING conversation_id;
+
+-- name: lock_conversation
+-- Serialise new turns of one conversation (double-texting) for the rest of the transaction.
+SELECT * FROM {schema}.conversations WHERE conversation_id = %(conversation_id)s FOR UPDATE;
+
+-- name: unfinished_turns
+-- A conversation's queued and running responses, oldest first; run after lock_conversation, in a new statement.
+SELECT response_id, status FROM {schema}.responses
+WHERE conversation_id = %(conversation_id)s AND status IN ('queued', 'in_progress')
+ORDER BY created_at, response_id;
+
+-- name: response_items_end
+-- Where one response's items end in its conversation (0 if it added none).
+SELECT coalesce(max(position) + 1, 0) AS item_end FROM {schema}.conversation_items
+WHERE conversation_id = %(conversation_id)s AND response_id = %(response_id)s;
+
+-- name: conversation_history
+-- Items of a conversation from start to end - 1 (what a turn's handler sees before its own input): one index range read.
+SELECT item FROM {schema}.conversation_items
+WHERE conversation_id = %(conversation_id)s AND position >= %(start)s AND position < %(end)s
+ORDER BY position;
+
+-- name: conversation_items_asc
+-- A page of a conversation's items, oldest first, after a position.
+SELECT position, item FROM {schema}.conversation_items
+WHERE conversation_id = %(conversation_id)s AND position > %(after)s
+ORDER BY position LIMIT %(limit)s;
+
+-- name: conversation_items_desc
+-- A page of a conversation's items, newest first, before a position.
+SELECT position, item FROM {schema}.conversation_items
+WHERE conversation_id = %(conversation_id)s AND position < %(before)s
+ORDER BY position DESC LIMIT %(limit)s;
+
+-- name: conversation_item_position
+-- The position of an item by its id (its own, or the one listing gives an item without one).
+SELECT position FROM {schema}.conversation_items
+WHERE conversation_id = %(conversation_id)s
+  AND coalesce(item ->> 'id', 'item_' || substr(conversation_id, 6) || '_' || position) = %(item_id)s
+LIMIT 1;
+
+-- name: delete_expired_conversations
+-- Retention: forget conversations no turn joined or started for a while (none unfinished).
+DELETE FROM {schema}.conversations AS c
+WHERE c.updated_at < now() - make_interval(secs => %(retention_seconds)s)
+  AND NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
+                  WHERE r.conversation_id = c.conversation_id AND r.status IN ('queued', 'in_progress'));
