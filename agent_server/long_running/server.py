@@ -42,6 +42,7 @@ from .handler import HandlerInvoker
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .listing import list_page
+from .liveness import Liveness
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
@@ -66,6 +67,7 @@ class _Engine:
     store: Store
     tail: EventTail
     worker: Worker
+    liveness: Liveness
 
 
 class LongRunningAgentServer(AgentServer):
@@ -163,6 +165,7 @@ class LongRunningAgentServer(AgentServer):
             if self._engine is not None:
                 engine, self._engine = self._engine, None
                 await engine.worker.close()
+                await engine.liveness.close()
                 await engine.db.close()
 
     async def _first_connect_done(self) -> None:
@@ -201,14 +204,18 @@ class LongRunningAgentServer(AgentServer):
         store = Store(db)
         attempts = LocalAttempts()
         tail = EventTail(store, self.settings.poll_interval_seconds, runs_here=attempts.__contains__)
+        liveness = Liveness(db, store, self.worker_id)
         worker = Worker(store=store, tail=tail, settings=self.settings, worker_id=self.worker_id,
-                        handler=self._handler, attempts=attempts)
+                        handler=self._handler, attempts=attempts, dead_owners_by_lock=liveness.use_locks)
         db.subscribe(db.queries.events_channel, tail.on_notify)
         db.subscribe(db.queries.control_channel, worker.on_control)
         db.on_listener_reconnect(tail.wake_all)
         db.on_listener_reconnect(worker.wake_queue)
+        db.on_listener_connect(liveness.on_listen_connection, liveness.connection_lost)
+        # Runs this worker starts are bound to its lock: take it before the first one.
+        await liveness.wait_decided(timeout=5.0)
         worker.start()
-        return _Engine(db, store, tail, worker)
+        return _Engine(db, store, tail, worker, liveness)
 
     def _require_engine(self) -> _Engine:
         if self._engine is None:
