@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +39,7 @@ from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTar
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
 from .handler import HandlerInvoker
+from .handler_import import HandlerImport
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .listing import list_page
@@ -136,7 +137,9 @@ class LongRunningAgentServer(AgentServer):
         self._serve_web_page = not enable_chat_proxy  # with the proxy, `/` is upstream's chat app
         super().__init__(agent_type, enable_chat_proxy=enable_chat_proxy)
         self._tracing = TracingWarmUp()
-        self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready)
+        self._handler_import = HandlerImport()
+        self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready,
+                                       lambda: self._handler_import.wait())
         install_error_handlers(self.app)
         self.app.router.lifespan_context = self._lifespan
 
@@ -146,12 +149,18 @@ class LongRunningAgentServer(AgentServer):
         """Rewrite one handler event before it is stored. Returns the event."""
         return event
 
+    def import_handlers_after_start(self, load: Callable[[], Any]) -> None:
+        """Call ``load`` (which imports the agent and registers its handlers) in a thread once the
+        server has started: ``/health``, storing requests and resuming runs do not wait for it."""
+        self._handler_import = HandlerImport(load)
+
     # ----- lifecycle -----------------------------------------------------------
 
     @asynccontextmanager
     async def _lifespan(self, _app):
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
         self._tracing.start()
+        self._handler_import.start()
         # Wait for the first attempt, so a healthy server accepts background work at once.
         try:
             await asyncio.wait_for(asyncio.shield(self._first_connect_done()), timeout=30)
@@ -299,6 +308,7 @@ class LongRunningAgentServer(AgentServer):
             "background_mode": database["status"] == "connected",
             # Runs that start while MLflow tracing warms up (seconds after start-up) are not traced.
             "tracing": "ready" if self._tracing.done else "warming_up",
+            "agent": "ready" if self._handler_import.done else "importing",
             "worker": {
                 "id": self.worker_id,
                 "running": engine.worker.running_count if engine else 0,
