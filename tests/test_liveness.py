@@ -16,6 +16,8 @@ import time
 
 import httpx
 
+from agent_server.long_running.database import DatabaseTarget
+from agent_server.long_running.liveness import pooler_in_path
 from tests.support import iter_sse, read_records, stream_frames, wait_for_status
 
 LOCK_PATH = {"heartbeat_interval_seconds": 1.0, "heartbeat_stale_threshold_seconds": 60.0,
@@ -151,3 +153,36 @@ def test_an_owner_whose_lock_connection_drops_stops_writing_once_claimed(start_s
     while not sql(holder, (owner_id,)):
         assert time.monotonic() < deadline, "the owner did not take its lock again"
         time.sleep(0.1)
+
+
+def test_a_url_through_a_pooler_uses_heartbeats_only():
+    def target(url: str) -> DatabaseTarget:
+        return DatabaseTarget("url", url=url)
+
+    assert "pooler" in pooler_in_path(target("postgresql://u:p@ep-abc-123-pooler.databricks.com/db"))
+    assert "PgBouncer" in pooler_in_path(target("postgresql://u:p@db.internal:6432/db"))
+    assert pooler_in_path(target("postgresql://u:p@ep-abc-123.databricks.com/db")) is None
+    assert pooler_in_path(target("postgresql://postgres:@/postgres?host=/tmp/pg")) is None
+    assert pooler_in_path(DatabaseTarget("embedded", embedded_dir="/tmp/pg")) is None
+
+
+def test_a_worker_without_session_locks_is_taken_over_by_heartbeat(start_server, db_schema, tmp_path, sql, pg_url):
+    # libpq connects through the host= parameter (the local socket); the URL's host name says "pooler".
+    pooled_url = pg_url.replace("@/", "@db-pooler.example/", 1)
+    assert pooled_url != pg_url
+    heartbeat = {**LOCK_PATH, "heartbeat_stale_threshold_seconds": 4.0}
+    owner = start_server(db_schema, database_url=pooled_url, **heartbeat)
+    survivor = start_server(db_schema, **heartbeat)
+    record = tmp_path / "record.jsonl"
+    rid, seen = _start_run(owner, record, deltas=40)
+    owner_id = _worker_id(owner)
+    assert sql(f"SELECT count(*) FROM {db_schema}.workers WHERE worker_id = %s", (owner_id,)) == [(0,)]
+    assert owner.log_tail(100_000).count("Session-level locks are not usable here") == 1
+    owner.kill()
+    killed_at = time.monotonic()
+    while time.monotonic() - killed_at < 2.0:  # no lock to see free: only the heartbeat tells
+        assert _attempt(sql, db_schema, rid)[0] == 1
+        time.sleep(0.1)
+    _wait_for_attempt(sql, db_schema, rid, 2, timeout=60)
+    assert _attempt(sql, db_schema, rid)[1] == _worker_id(survivor)
+    _finish_and_check(survivor, rid, seen, attempts=2)
