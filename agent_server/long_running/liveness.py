@@ -24,6 +24,7 @@ heartbeat only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from urllib.parse import urlsplit
@@ -99,6 +100,8 @@ class Liveness:
                 self._held = False
                 logger.warning("Liveness lock %d is held by another session; until the next reconnect "
                                "this worker's runs are protected by heartbeats only", self.key)
+                if self.enabled:  # once that session ends, a registered free lock would look dead
+                    await self.store.unregister_worker(self.worker_id)
                 return
             if self.enabled is None:
                 reason = await self._why_not_session_locks(conn, pid)
@@ -119,6 +122,9 @@ class Liveness:
                 self._held = False
                 logger.warning("Could not take the liveness lock again (%s); heartbeats protect this "
                                "worker's runs until the next reconnect", exc)
+                # Registered with a free lock, it would look dead to every other worker.
+                with contextlib.suppress(Exception):
+                    await self.store.unregister_worker(self.worker_id)
         finally:
             if self.enabled is not None:
                 self._decided.set()
