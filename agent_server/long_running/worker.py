@@ -14,8 +14,8 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow.genai.agent_server import set_request_headers
