@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
-from tests.support import PROJECT_ROOT, agent_server_process
+from tests.support import PROJECT_ROOT, agent_server_process, free_port
 
 SDK_MODULES = ("agents", "langgraph", "databricks_openai", "databricks_langchain")  # (MLflow itself imports a little of langchain_core)
 
@@ -56,3 +56,27 @@ def test_the_first_request_right_after_health_waits_for_the_agent(pg_url, tmp_pa
             time.sleep(0.1)
         assert background.status == "completed"
         assert any(item.type == "function_call" and item.name == "get_current_time" for item in background.output)
+
+
+def test_a_server_whose_agent_fails_to_import_says_why_and_stops(pg_url, tmp_path):
+    code = (
+        "import uvicorn, bench.synthetic_agent\n"
+        "from agent_server.long_running import LongRunningAgentServer\n"
+        f"server = LongRunningAgentServer('ResponsesAgent', database_url={pg_url!r}, db_schema='fast_broken')\n"
+        "def load():\n"
+        "    raise ImportError('a typo in the agent file')\n"
+        "server.import_handlers_after_start(load)\n"
+        f"uvicorn.run(server.app, host='127.0.0.1', port={free_port()})\n"
+    )
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+        try:
+            proc.wait(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert "Importing the agent failed; stopping the server" in text
+    assert "ImportError: a typo in the agent file" in text
