@@ -79,6 +79,7 @@ def test_killed_owner_resumes_on_the_other_worker_well_before_the_stale_threshol
     rid, seen = _start_run(owner, record)
     owner_id = _worker_id(owner)
     assert sql(f"SELECT count(*) FROM {db_schema}.workers WHERE worker_id = %s", (owner_id,)) == [(1,)]
+    assert owner.health()["worker"]["liveness_lock"] == "held"
 
     owner.kill()
     # The heartbeat path would need 60 s; the lock frees the moment the process dies.
@@ -178,6 +179,7 @@ def test_a_worker_without_session_locks_is_taken_over_by_heartbeat(start_server,
     owner_id = _worker_id(owner)
     assert sql(f"SELECT count(*) FROM {db_schema}.workers WHERE worker_id = %s", (owner_id,)) == [(0,)]
     assert owner.log_tail(100_000).count("Session-level locks are not usable here") == 1
+    assert owner.health()["worker"]["liveness_lock"] == "heartbeat_only"
     owner.kill()
     killed_at = time.monotonic()
     while time.monotonic() - killed_at < 2.0:  # no lock to see free: only the heartbeat tells

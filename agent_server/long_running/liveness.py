@@ -72,9 +72,11 @@ class Liveness:
         self._decided = asyncio.Event()
         self._held = False
 
-    @property
-    def held(self) -> bool:
-        return bool(self.enabled) and self._held
+    def state(self) -> str:
+        """For /health: ``held``, ``not_held`` (reconnecting, or not decided yet) or ``heartbeat_only``."""
+        if self.enabled is False:
+            return "heartbeat_only"
+        return "held" if self.enabled and self._held else "not_held"
 
     def use_locks(self) -> bool:
         """Whether claims may treat a free lock as a dead owner (else heartbeats only)."""

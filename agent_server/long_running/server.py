@@ -312,6 +312,7 @@ class LongRunningAgentServer(AgentServer):
             "worker": {
                 "id": self.worker_id,
                 "running": engine.worker.running_count if engine else 0,
+                "liveness_lock": engine.liveness.state() if engine else "not_held",
                 "max_concurrent_tasks": self.settings.max_concurrent_tasks,
             },
         }
