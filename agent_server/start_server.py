@@ -27,6 +27,7 @@ if _env_file:
 from mlflow.genai.agent_server import setup_mlflow_git_based_version_tracking
 
 from agent_server.agents import DEFAULT_FRAMEWORK, FRAMEWORKS, load_agent
+from agent_server.agents.model_choice import choose_model
 from agent_server.long_running import LongRunningAgentServer
 from agent_server.utils import LakebaseConfigError, init_lakebase_config, replace_fake_id
 
@@ -62,14 +63,14 @@ def _number(name: str, default: float, kind=float):
         raise SystemExit(f"{name} must be a {'whole ' if kind is int else ''}number, got {raw!r}") from None
 
 
-# The variant is picked here, at import, because importing it registers the
-# handlers: `uv run start-server --agent X` imports this module before main()
-# runs. Exported so --workers / --reload processes (which import this module
-# afresh) pick the same variant.
+# The variant is picked here, at import (its module is imported, which registers
+# its handlers, once the server has started): `uv run start-server --agent X`
+# imports this module before main() runs. Exported so --workers / --reload
+# processes (which import this module afresh) pick the same variant.
 FRAMEWORK = resolve_framework(sys.argv[1:])
 os.environ["AGENT_FRAMEWORK"] = FRAMEWORK
-agent = load_agent(FRAMEWORK)  # registers @invoke() / @stream()
-logger.info("Agent variant %s; model %s (%s)", FRAMEWORK, agent.MODEL.name, agent.MODEL.reason)
+MODEL = choose_model()  # the variant makes the same choice
+logger.info("Agent variant %s; model %s (%s)", FRAMEWORK, MODEL.name, MODEL.reason)
 
 
 class AgentServer(LongRunningAgentServer):
@@ -98,9 +99,12 @@ agent_server = AgentServer(
     task_timeout_seconds=_number("TASK_TIMEOUT_SECONDS", 3600.0),
     poll_interval_seconds=_number("POLL_INTERVAL_SECONDS", 1.0),
     max_concurrent_tasks=_number("MAX_CONCURRENT_TASKS", 100, int),
-    model_name=agent.MODEL.name,
+    model_name=MODEL.name,
     multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
 )
+# Importing the variant registers its @invoke() / @stream() handlers; its agent SDK takes
+# seconds to import, so that happens in a thread once the server is up (first runs wait for it).
+agent_server.import_handlers_after_start(lambda: load_agent(FRAMEWORK))
 # Module-level, so uvicorn workers can import it by name.
 app = agent_server.app
 

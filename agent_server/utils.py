@@ -15,10 +15,10 @@ from agent_server.long_running.lakebase_config import (  # noqa: F401
     init_lakebase_config,
 )
 
-try:  # the OpenAI Agents SDK's id for items built from Chat Completions output
-    from agents.models.fake_id import FAKE_RESPONSES_ID
-except ImportError:  # pragma: no cover - only when openai-agents is not installed
-    FAKE_RESPONSES_ID = "__fake_id__"
+# The OpenAI Agents SDK's id for items built from Chat Completions output
+# (``agents.models.fake_id.FAKE_RESPONSES_ID``; tests check they agree). Not
+# imported from the SDK: that import takes seconds, and start-up does not need it.
+FAKE_RESPONSES_ID = "__fake_id__"
 
 # Our LangGraph stream conversion marks ids it cannot know yet with this prefix.
 PLACEHOLDER_PREFIX = "resp_placeholder_"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -123,6 +123,9 @@ class Database:
     _embedded: EmbeddedPostgres | None = None
     _subscriptions: dict[str, list[Callable[[str], None]]] = field(default_factory=dict)
     _reconnect_callbacks: list[Callable[[], None]] = field(default_factory=list)
+    # Run on the LISTEN connection after every connect (liveness.py takes its lock there).
+    _connect_hooks: list[Callable[[AsyncConnection], Awaitable[None]]] = field(default_factory=list)
+    _lost_callbacks: list[Callable[[], None]] = field(default_factory=list)
     _listener_task: asyncio.Task | None = None
 
     async def open(self, timeout: float = 5.0) -> None:
@@ -195,6 +198,12 @@ class Database:
     def on_listener_reconnect(self, callback: Callable[[], None]) -> None:
         self._reconnect_callbacks.append(callback)
 
+    def on_listener_connect(self, hook: Callable[[AsyncConnection], Awaitable[None]],
+                            lost: Callable[[], None]) -> None:
+        """``hook(conn)`` after every connect of the LISTEN connection, ``lost()`` when it breaks."""
+        self._connect_hooks.append(hook)
+        self._lost_callbacks.append(lost)
+
     async def _listen_forever(self) -> None:
         backoff = 0.1
         first = True
@@ -204,6 +213,8 @@ class Database:
                 conn = await self.pool.getconn()
                 for channel in self._subscriptions:
                     await conn.execute(f'LISTEN "{channel}"')
+                for hook in self._connect_hooks:
+                    await hook(conn)
                 if not first:
                     logger.info("LISTEN connection re-established")
                     for callback in self._reconnect_callbacks:
@@ -219,6 +230,8 @@ class Database:
                 raise
             except Exception as exc:
                 logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                for lost in self._lost_callbacks:
+                    lost()
                 if conn is not None:
                     try:
                         await self.pool.putconn(conn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import mlflow
@@ -31,11 +31,14 @@ class HandlerInvoker:
     ``validator`` is MLflow's ResponsesAgent validator (request in, events out).
     """
 
-    def __init__(self, validator: Any, transform: Transform, tracing_ready: Callable[[], bool] = lambda: True):
+    def __init__(self, validator: Any, transform: Transform, tracing_ready: Callable[[], bool] = lambda: True,
+                 handlers_imported: Callable[[], Awaitable[None]] | None = None):
         self.validator = validator
         self.transform = transform
         # False while MLflow's first span would still block the event loop for seconds.
         self.tracing_ready = tracing_ready
+        # Waits while the agent's module is still being imported after start-up (handler_import.py).
+        self.handlers_imported = handlers_imported
 
     async def __call__(self, lease: RunLease, writer: AttemptWriter) -> None:
         """Run one attempt; its tools record their finished calls through the writer."""
@@ -46,6 +49,8 @@ class HandlerInvoker:
 
     async def _run(self, lease: RunLease, writer: AttemptWriter) -> None:
         """Run one attempt, one trace per attempt, recorded on the writer as soon as it starts."""
+        if self.handlers_imported is not None:
+            await self.handlers_imported()
         stream_fn, invoke_fn = get_stream_function(), get_invoke_function()
         handler = stream_fn or invoke_fn
         if handler is None:

@@ -118,14 +118,16 @@ def history_of(row: ResponseRow) -> HistoryRef | None:
 
 
 async def claim_stale_runs(store: Store, worker_id: str, settings: EngineSettings, limit: int,
-                           own_running: Sequence[str]) -> list[ResponseRow]:
-    """Take over up to ``limit`` runs whose owner stopped heartbeating."""
+                           own_running: Sequence[str], dead_owners: bool = False) -> list[ResponseRow]:
+    """Take over up to ``limit`` runs whose owner stopped heartbeating (or, with
+    ``dead_owners``, whose owner's liveness lock is free: see ``liveness.py``)."""
     return await store.claim_stale(
         worker_id,
         stale_seconds=settings.heartbeat_stale_threshold_seconds,
         timeout_seconds=settings.task_timeout_seconds,
         limit=limit,
         own_running=own_running,
+        dead_owners=dead_owners,
     )
 
 

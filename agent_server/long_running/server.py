@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +40,11 @@ from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTar
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
 from .handler import HandlerInvoker
+from .handler_import import HandlerImport
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .listing import list_page
+from .liveness import Liveness
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
@@ -67,6 +69,7 @@ class _Engine:
     store: Store
     tail: EventTail
     worker: Worker
+    liveness: Liveness
 
 
 class LongRunningAgentServer(AgentServer):
@@ -142,7 +145,9 @@ class LongRunningAgentServer(AgentServer):
         self._serve_web_page = not enable_chat_proxy  # with the proxy, `/` is upstream's chat app
         super().__init__(agent_type, enable_chat_proxy=enable_chat_proxy)
         self._tracing = TracingWarmUp()
-        self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready)
+        self._handler_import = HandlerImport()
+        self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready,
+                                       lambda: self._handler_import.wait())
         install_error_handlers(self.app)
         self.app.router.lifespan_context = self._lifespan
 
@@ -152,12 +157,18 @@ class LongRunningAgentServer(AgentServer):
         """Rewrite one handler event before it is stored. Returns the event."""
         return event
 
+    def import_handlers_after_start(self, load: Callable[[], Any]) -> None:
+        """Call ``load`` (which imports the agent and registers its handlers) in a thread once the
+        server has started: ``/health``, storing requests and resuming runs do not wait for it."""
+        self._handler_import = HandlerImport(load)
+
     # ----- lifecycle -----------------------------------------------------------
 
     @asynccontextmanager
     async def _lifespan(self, _app):
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
         self._tracing.start()
+        self._handler_import.start()
         # Wait for the first attempt, so a healthy server accepts background work at once.
         try:
             await asyncio.wait_for(asyncio.shield(self._first_connect_done()), timeout=30)
@@ -171,6 +182,7 @@ class LongRunningAgentServer(AgentServer):
             if self._engine is not None:
                 engine, self._engine = self._engine, None
                 await engine.worker.close()
+                await engine.liveness.close()
                 await engine.db.close()
 
     async def _first_connect_done(self) -> None:
@@ -209,14 +221,18 @@ class LongRunningAgentServer(AgentServer):
         store = Store(db)
         attempts = LocalAttempts()
         tail = EventTail(store, self.settings.poll_interval_seconds, runs_here=attempts.__contains__)
+        liveness = Liveness(db, store, self.worker_id)
         worker = Worker(store=store, tail=tail, settings=self.settings, worker_id=self.worker_id,
-                        handler=self._handler, attempts=attempts)
+                        handler=self._handler, attempts=attempts, dead_owners_by_lock=liveness.use_locks)
         db.subscribe(db.queries.events_channel, tail.on_notify)
         db.subscribe(db.queries.control_channel, worker.on_control)
         db.on_listener_reconnect(tail.wake_all)
         db.on_listener_reconnect(worker.wake_queue)
+        db.on_listener_connect(liveness.on_listen_connection, liveness.connection_lost)
+        # Runs this worker starts are bound to its lock: take it before the first one.
+        await liveness.wait_decided(timeout=5.0)
         worker.start()
-        return _Engine(db, store, tail, worker)
+        return _Engine(db, store, tail, worker, liveness)
 
     def _require_engine(self) -> _Engine:
         if self._engine is None:
@@ -303,9 +319,11 @@ class LongRunningAgentServer(AgentServer):
             "background_mode": database["status"] == "connected",
             # Runs that start while MLflow tracing warms up (seconds after start-up) are not traced.
             "tracing": "ready" if self._tracing.done else "warming_up",
+            "agent": "ready" if self._handler_import.done else "importing",
             "worker": {
                 "id": self.worker_id,
                 "running": engine.worker.running_count if engine else 0,
+                "liveness_lock": engine.liveness.state() if engine else "not_held",
                 "max_concurrent_tasks": self.settings.max_concurrent_tasks,
             },
         }

@@ -146,10 +146,11 @@ class Store:
 
     async def claim_stale(
         self, worker_id: str, *, stale_seconds: float, timeout_seconds: float, limit: int,
-        own_running: Sequence[str] = (),
+        own_running: Sequence[str] = (), dead_owners: bool = False,
     ) -> list[ResponseRow]:
+        """Runs whose heartbeat is stale; with ``dead_owners``, also those whose owner's liveness lock is free."""
         records = await self._all(
-            self.q.claim_stale,
+            self.q.claim_abandoned if dead_owners else self.q.claim_stale,
             {
                 "worker_id": worker_id,
                 "own_running": list(own_running),
@@ -391,6 +392,21 @@ class Store:
     async def recorded_tool_calls(self, response_id: str) -> list[RecordedToolCall]:
         records = await self._all(self.q.recorded_tool_calls, {"response_id": response_id})
         return [RecordedToolCall.from_record(r) for r in records]
+
+    # ----- liveness (liveness.py) ---------------------------------------------
+
+    async def register_worker(self, worker_id: str, key: int) -> None:
+        await self._run(self.q.register_worker, {"worker_id": worker_id, "key": key})
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._run(self.q.unregister_worker, {"worker_id": worker_id})
+
+    async def forget_dead_workers(self) -> None:
+        await self._run(self.q.forget_dead_workers)
+
+    async def liveness_lock_holders(self, key: int) -> list[tuple[int, int]]:
+        """(holder backend, this connection's backend) for each session holding ``key``."""
+        return [(r["holder"], r["me"]) for r in await self._all(self.q.liveness_lock_holder, {"key": key})]
 
 
 def _output_items(records) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,8 @@ class Worker:
     _claims_idle: asyncio.Event = field(default_factory=lambda: _set_event())
     _loops: list[asyncio.Task] = field(default_factory=list)
     _last_heartbeat_ok: float = field(default_factory=time.monotonic)
+    # Whether a free liveness lock marks a run's owner as dead (liveness.py); else heartbeats only.
+    dead_owners_by_lock: Callable[[], bool] = lambda: False
     # The event batches of all attempts in this worker are committed together.
     commits: GroupCommit = field(init=False)
     _retention: recovery.RetentionSweep = field(init=False)
@@ -334,7 +337,7 @@ class Worker:
             await asyncio.sleep(interval * random.uniform(0.5, 1.0))
 
     async def claim_stale_runs(self) -> int:
-        """Resume runs whose owner stopped heartbeating; returns how many."""
+        """Resume runs whose owner stopped heartbeating or died; returns how many."""
         free = self.free_slots()
         if free <= 0:
             return 0
@@ -343,7 +346,7 @@ class Worker:
         rows: list[ResponseRow] = []
         try:
             rows = await recovery.claim_stale_runs(self.store, self.worker_id, self.settings, free,
-                                                   self.attempts.response_ids())
+                                                   self.attempts.response_ids(), self.dead_owners_by_lock())
         finally:
             # Keep one slot per claimed run until it has started: building its lease awaits
             # the database, and a submit meanwhile must not take that slot.

@@ -405,3 +405,76 @@ DELETE FROM {schema}.conversations AS c
 WHERE c.updated_at < now() - make_interval(secs => %(retention_seconds)s)
   AND NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
                   WHERE r.conversation_id = c.conversation_id AND r.status IN ('queued', 'in_progress'));
+
+-- ===== Liveness bound to the database connection (liveness.py) =====
+
+-- name: take_liveness_lock
+-- Take this worker's session-level liveness lock on the current connection; returns whether it is held and by which backend.
+SELECT pg_try_advisory_lock(%(key)s) AS held, pg_backend_pid() AS pid;
+
+-- name: backend_pid
+-- The backend serving this connection (a pooler may change it between transactions).
+SELECT pg_backend_pid() AS pid;
+
+-- name: free_liveness_lock
+-- End the backend of an earlier session of this worker that still holds its liveness lock (the connection broke on our side only).
+SELECT count(pg_terminate_backend(l.pid)) AS ended
+FROM pg_locks AS l
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = (%(key)s::bigint >> 32) AND l.objid::bigint = (%(key)s::bigint & 4294967295)
+  AND l.pid <> pg_backend_pid();
+
+-- name: liveness_lock_holder
+-- The backend holding a liveness lock, as another connection sees it (checks that locks are held per session: no transaction-mode pooler in between).
+SELECT l.pid AS holder, pg_backend_pid() AS me
+FROM pg_locks AS l
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = (%(key)s::bigint >> 32) AND l.objid::bigint = (%(key)s::bigint & 4294967295);
+
+-- name: register_worker
+-- Record that this worker holds a liveness lock under this key (again after a reconnect).
+INSERT INTO {schema}.workers (worker_id, liveness_key) VALUES (%(worker_id)s, %(key)s)
+ON CONFLICT (worker_id) DO UPDATE SET liveness_key = excluded.liveness_key;
+
+-- name: unregister_worker
+-- A worker that stops cleanly forgets its registration.
+DELETE FROM {schema}.workers WHERE worker_id = %(worker_id)s;
+
+-- name: claim_abandoned
+-- Take over running responses whose owner stopped heartbeating or whose owner's liveness lock is free (its session ended); compare-and-set on the row lock, like claim_stale.
+WITH dead AS MATERIALIZED (
+    SELECT w.worker_id FROM {schema}.workers AS w
+    WHERE w.worker_id <> %(worker_id)s
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_locks AS l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.classid::bigint = (w.liveness_key >> 32) AND l.objid::bigint = (w.liveness_key & 4294967295))
+)
+UPDATE {schema}.responses AS r
+SET attempt_number = r.attempt_number + 1, worker_id = %(worker_id)s,
+    heartbeat_at = now(), updated_at = now()
+WHERE r.response_id IN (
+    SELECT response_id FROM {schema}.responses
+    WHERE status = 'in_progress'
+      AND (heartbeat_at < now() - make_interval(secs => %(stale_seconds)s)
+           OR worker_id IN (SELECT worker_id FROM dead))
+      AND started_at > now() - make_interval(secs => %(timeout_seconds)s)
+      -- A worker never takes over its own live runs (a blocked event loop is late, not dead).
+      AND NOT (response_id = ANY (%(own_running)s::text[]))
+    ORDER BY heartbeat_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING r.*;
+
+-- name: forget_dead_workers
+-- Drop registrations of workers whose liveness lock is free and that own no running response.
+DELETE FROM {schema}.workers AS w
+WHERE NOT EXISTS (
+          SELECT 1 FROM pg_locks AS l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.classid::bigint = (w.liveness_key >> 32) AND l.objid::bigint = (w.liveness_key & 4294967295))
+  AND NOT EXISTS (SELECT 1 FROM {schema}.responses AS r WHERE r.status = 'in_progress' AND r.worker_id = w.worker_id);

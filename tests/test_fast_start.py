@@ -1,0 +1,82 @@
+"""A fast start: the agent SDKs are imported after the server answers, and the
+first request waits for them rather than failing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import openai
+import pytest
+
+from agent_server.agents import FRAMEWORKS
+from tests.support import PROJECT_ROOT, agent_server_process, free_port
+
+SDK_MODULES = ("agents", "langgraph", "databricks_openai", "databricks_langchain")  # (MLflow itself imports a little of langchain_core)
+
+
+def test_the_placeholder_id_is_the_sdks():
+    from agents.models.fake_id import FAKE_RESPONSES_ID
+
+    from agent_server.utils import FAKE_RESPONSES_ID as ours
+
+    assert ours == FAKE_RESPONSES_ID
+
+
+@pytest.mark.parametrize("variant", sorted(FRAMEWORKS))
+def test_importing_the_server_imports_no_agent_sdk(variant):
+    code = ("import sys; import agent_server.start_server as s; "
+            f"import json; print(json.dumps([m for m in {SDK_MODULES!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code, "--agent", variant], cwd=PROJECT_ROOT, check=True,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "AGENT_SERVER_ENV_FILE": "", "LLM_ENDPOINT_NAME": ""})
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_first_request_right_after_health_waits_for_the_agent(pg_url, tmp_path):
+    server = agent_server_process("openai", tmp_path, {
+        "DATABASE_URL": pg_url, "AGENT_SERVER_DB_SCHEMA": f"fast_{uuid.uuid4().hex[:8]}",
+        "LLM_ENDPOINT_NAME": "", "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0", "AGENT_FRAMEWORK": "",
+    })
+    with server as proc, openai.OpenAI(base_url=proc.base_url, api_key="unused", timeout=120,
+                                       max_retries=0) as client:
+        assert proc.health()["agent"] in ("importing", "ready")
+        background = client.responses.create(model="agent", input="What time is it?", background=True)
+        standard = client.responses.create(model="agent", input="hello")
+        assert standard.status == "completed" and "offline demo model" in standard.output_text
+        assert proc.health()["agent"] == "ready"
+        for _ in range(600):
+            background = client.responses.retrieve(background.id)
+            if background.status not in ("queued", "in_progress"):
+                break
+            time.sleep(0.1)
+        assert background.status == "completed"
+        assert any(item.type == "function_call" and item.name == "get_current_time" for item in background.output)
+
+
+def test_a_server_whose_agent_fails_to_import_says_why_and_stops(pg_url, tmp_path):
+    code = (
+        "import uvicorn, bench.synthetic_agent\n"
+        "from agent_server.long_running import LongRunningAgentServer\n"
+        f"server = LongRunningAgentServer('ResponsesAgent', database_url={pg_url!r}, db_schema='fast_broken')\n"
+        "def load():\n"
+        "    raise ImportError('a typo in the agent file')\n"
+        "server.import_handlers_after_start(load)\n"
+        f"uvicorn.run(server.app, host='127.0.0.1', port={free_port()})\n"
+    )
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+        try:
+            proc.wait(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert "Importing the agent failed; stopping the server" in text
+    assert "ImportError: a typo in the agent file" in text
