@@ -200,6 +200,7 @@ def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path):
         server.stop()  # SIGTERM: uvicorn shuts down, the parent stops PostgreSQL
     assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
     with ServerProcess(argv, env=env, log_path=tmp_path / "second.log") as server:
+        server.wait_for_workers(2)
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
             assert client.get(f"/responses/{rid}").json()["status"] == "completed"
         server.stop()  # graceful again, so no PostgreSQL outlives the test
