@@ -42,12 +42,15 @@ from .handler import HandlerInvoker
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .listing import list_page
+from .request_db import RequestStore, install_database_error_handler
+from .shutdown import ShutdownSignal
+from .stream_end import end_on_failure, shutting_down
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
 from .settings import EngineSettings
 from .store import Store
-from .tail import EventTail
+from .tail import EventTail, TailClosed
 from .tracing import TracingWarmUp
 from .unstored import run_unstored
 from .worker import Worker
@@ -103,6 +106,8 @@ class LongRunningAgentServer(AgentServer):
         max_request_bytes: int = 10 * 1024 * 1024,
         db_pool_max_size: int = 10,
         model_name: str | None = None,
+        db_request_timeout_seconds: float = 2.0,
+        shutdown_timeout_seconds: float = 5.0,
     ):
         if agent_type != "ResponsesAgent":
             raise ValueError(f"LongRunningAgentServer only supports agent_type 'ResponsesAgent', got {agent_type!r}")
@@ -121,6 +126,8 @@ class LongRunningAgentServer(AgentServer):
             retention_seconds=retention_seconds,
             stale_scan_interval_seconds=stale_scan_interval_seconds,
             max_request_bytes=max_request_bytes,
+            db_request_timeout_seconds=db_request_timeout_seconds,
+            shutdown_timeout_seconds=shutdown_timeout_seconds,
         )
         self.model_name = model_name or os.environ.get("DATABRICKS_APP_NAME") or "agent"
         self._database_url = database_url
@@ -129,6 +136,7 @@ class LongRunningAgentServer(AgentServer):
         self._db_pool_max_size = db_pool_max_size
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._engine: _Engine | None = None
+        self._handover: asyncio.Future | None = None  # worker.close(), started at SIGTERM
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
         self._serve_web_page = not enable_chat_proxy  # with the proxy, `/` is upstream's chat app
@@ -136,6 +144,8 @@ class LongRunningAgentServer(AgentServer):
         self._tracing = TracingWarmUp()
         self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready)
         install_error_handlers(self.app)
+        install_database_error_handler(self.app)
+        self._shutdown = ShutdownSignal(self.settings.shutdown_timeout_seconds)
         self.app.router.lifespan_context = self._lifespan
 
     # ----- extension point ---------------------------------------------------
@@ -155,15 +165,29 @@ class LongRunningAgentServer(AgentServer):
             await asyncio.wait_for(asyncio.shield(self._first_connect_done()), timeout=30)
         except TimeoutError:
             logger.warning("Database not ready after 30s; background mode answers 503 until it is")
+        self._shutdown.install(self._begin_shutdown)
         try:
             yield
         finally:
             connector.cancel()
             await asyncio.gather(connector, self._tracing.stop(), return_exceptions=True)
+            self._begin_shutdown()
             if self._engine is not None:
                 engine, self._engine = self._engine, None
-                await engine.worker.close()
-                await engine.db.close()
+                await self._shutdown.within_bound(self._handover, engine.db.close)
+            self._shutdown.uninstall()
+
+    def _begin_shutdown(self) -> None:
+        """SIGTERM (or the lifespan's end): end live streams now and hand our runs to other workers."""
+        if self._handover is not None:
+            return
+        engine = self._engine
+        if engine is None:
+            self._handover = asyncio.get_running_loop().create_future()
+            self._handover.set_result(None)
+            return
+        engine.tail.close()
+        self._handover = asyncio.ensure_future(engine.worker.close())
 
     async def _first_connect_done(self) -> None:
         while self._engine is None and self._unavailable_reason == "the database connection is still starting":
@@ -198,10 +222,11 @@ class LongRunningAgentServer(AgentServer):
             pool_max_size=self._db_pool_max_size,
         )
         await db.open()
-        store = Store(db)
+        # Requests wait at most db_request_timeout_seconds; the worker's writes retry on their own terms.
+        store = RequestStore(db, self.settings.db_request_timeout_seconds)
         attempts = LocalAttempts()
         tail = EventTail(store, self.settings.poll_interval_seconds, runs_here=attempts.__contains__)
-        worker = Worker(store=store, tail=tail, settings=self.settings, worker_id=self.worker_id,
+        worker = Worker(store=Store(db), tail=tail, settings=self.settings, worker_id=self.worker_id,
                         handler=self._handler, attempts=attempts)
         db.subscribe(db.queries.events_channel, tail.on_notify)
         db.subscribe(db.queries.control_channel, worker.on_control)
@@ -211,6 +236,8 @@ class LongRunningAgentServer(AgentServer):
         return _Engine(db, store, tail, worker)
 
     def _require_engine(self) -> _Engine:
+        if self._handover is not None:
+            raise shutting_down()
         if self._engine is None:
             raise ApiError(503, f"Background mode is unavailable: {self._unavailable_reason}.",
                            code="background_unavailable")
@@ -282,7 +309,7 @@ class LongRunningAgentServer(AgentServer):
             database |= {"status": "unavailable", "error": self._unavailable_reason}
         else:
             try:
-                await asyncio.wait_for(engine.store.ping(), timeout=2.0)
+                await engine.store.ping()  # bounded: a frozen database is "degraded" within the bound
                 database["status"] = "connected"
             except Exception as exc:
                 database |= {"status": "unavailable", "error": f"{type(exc).__name__}: {exc}"}
@@ -337,7 +364,8 @@ class LongRunningAgentServer(AgentServer):
     async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *, background: bool) -> str:
         response_id = f"resp_{uuid.uuid4().hex}"
         try:
-            await engine.worker.submit(
+            # Bounded like every request; not retried: the insert may have landed.
+            await engine.store.bounded(lambda: engine.worker.submit(
                 response_id=response_id,
                 owner=owner_of(headers),
                 request=request_dict,
@@ -345,7 +373,9 @@ class LongRunningAgentServer(AgentServer):
                 stored_headers=storable_headers(headers),
                 model=self.model_name,
                 background=background,
-            )
+            ), retry=False)
+        except ApiError:
+            raise
         except Exception as exc:
             logger.exception("Could not store the response")
             raise ApiError(503, f"Background mode is unavailable: the database rejected the request ({exc}).",
@@ -393,10 +423,13 @@ class LongRunningAgentServer(AgentServer):
         async def exists() -> bool:
             return await engine.store.get_response(response_id, owner) is not None
 
-        async with aclosing(engine.tail.tail_batches(response_id, 0, exists)) as batches:
-            async for batch in batches:
-                if batch and batch[-1].is_terminal:
-                    return json.loads(batch[-1].data)["response"]
+        try:
+            async with aclosing(engine.tail.tail_batches(response_id, 0, exists)) as batches:
+                async for batch in batches:
+                    if batch and batch[-1].is_terminal:
+                        return json.loads(batch[-1].data)["response"]
+        except TailClosed:
+            raise shutting_down() from None
         raise not_found(response_id)  # deleted while it ran
 
     # ----- GET /responses/{id} -----------------------------------------------
@@ -444,12 +477,11 @@ class LongRunningAgentServer(AgentServer):
                     ended = batch[-1].is_terminal
                     yield "".join([f"data: {event.data}\n\n" for event in batch])
             if not ended:
-                gone = {"type": "error", "code": "response_not_found",
-                        "message": f"Response {response_id} was deleted.", "response_id": response_id}
-                yield f"data: {json.dumps(gone)}\n\n"
-            yield "data: [DONE]\n\n"
+                raise not_found(response_id)  # the tail ended without a terminal event: deleted
 
-        return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **(headers or {})})
+        # A tail that cannot go on (deleted, database gone, shutdown) ends with an error frame and [DONE].
+        return StreamingResponse(end_on_failure(frames(), response_id), media_type="text/event-stream",
+                                 headers={**_SSE_HEADERS, **(headers or {})})
 
     # ----- CLI -------------------------------------------------------------------
 
@@ -480,6 +512,9 @@ class LongRunningAgentServer(AgentServer):
             # app (MLflow, agent SDKs: several seconds on a busy machine); uvicorn's
             # 5s default would kill and respawn it forever.
             options["timeout_worker_healthcheck"] = 120
+        # Open requests get half the shutdown bound (live streams end at once on
+        # SIGTERM, see shutdown.py); handing runs over and closing the pool, the rest.
+        options["timeout_graceful_shutdown"] = max(self.settings.shutdown_timeout_seconds / 2, 0.5)
         if embedded is not None and threading.current_thread() is threading.main_thread():
             # uvicorn re-raises a SIGTERM it handled once it has shut down; with the
             # default action that ends the process here, before the embedded
