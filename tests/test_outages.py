@@ -226,3 +226,31 @@ def test_database_killed_requests_answer_503_in_time_and_runs_complete_once_it_i
     own_pg.restart_after_kill()
     for reader in readers:
         _assert_completes_contiguously(server.base_url, reader)
+
+
+def test_sigterm_ends_open_streams_exits_within_the_bound_and_another_worker_resumes_at_once(
+        start_server, db_schema):
+    # A stale threshold far beyond the test's bounds: a quick resume can only come from released leases.
+    settings = {"heartbeat_interval_seconds": 1.0, "heartbeat_stale_threshold_seconds": 120.0}
+    leaving = start_server(db_schema, **settings)
+    staying = start_server(db_schema, **settings)
+    readers = _start_streams(leaving.base_url, 3)
+    signalled = time.monotonic()
+    os.kill(leaving.pid, signal.SIGTERM)
+    leaving.proc.wait(timeout=60)
+    exited_after = time.monotonic() - signalled
+    # The bound is 5s (shutdown_timeout_seconds); Databricks Apps allows 15s.
+    assert exited_after < 12, f"exited {exited_after:.1f}s after SIGTERM"
+    _assert_streams_ended_with_error(readers, "server_shutting_down", within=10)
+    with httpx.Client(base_url=staying.base_url, timeout=30) as client:
+        for reader in readers:
+            resumed = wait_for_status(client, f"/responses/{reader.response_id()}",
+                                      {"in_progress", "completed"}, timeout=60)
+            deadline = time.monotonic() + 20
+            while resumed["status"] == "in_progress" and resumed["attempt_number"] < 2:
+                assert time.monotonic() < deadline, f"not resumed within 20s of the hand-over: {resumed}"
+                time.sleep(0.2)
+                resumed = client.get(f"/responses/{reader.response_id()}").json()
+    for reader in readers:
+        _assert_completes_contiguously(staying.base_url, reader)
+    assert "Released 3 running response(s)" in leaving.log_tail(20000)

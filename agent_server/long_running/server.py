@@ -27,18 +27,20 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import uvicorn
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from mlflow.genai.agent_server import AgentServer, set_request_headers
 
-from . import http_input
+from . import http_input, idempotency
 from .attempts import LocalAttempts, RunLease
 from .conversation import conversation_so_far
 from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTarget, resolve_target
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
 from .handler import HandlerInvoker
+from .header_checks import HeaderChecks
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .listing import list_page
@@ -145,6 +147,7 @@ class LongRunningAgentServer(AgentServer):
         self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready)
         install_error_handlers(self.app)
         install_database_error_handler(self.app)
+        self.app.add_middleware(HeaderChecks)
         self._shutdown = ShutdownSignal(self.settings.shutdown_timeout_seconds)
         self.app.router.lifespan_context = self._lifespan
 
@@ -362,6 +365,13 @@ class LongRunningAgentServer(AgentServer):
         return await self._standard(request_dict, stream, headers, store, answer_headers)
 
     async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *, background: bool) -> str:
+        """Store and start a response; its id (with an Idempotency-Key already used: the first one's)."""
+        owner = owner_of(headers)
+        key = idempotency.key_of(headers)
+        if key is not None:
+            earlier = await idempotency.earlier_response(engine.store, owner, key, request_dict, background)
+            if earlier is not None:
+                return earlier.response_id
         response_id = f"resp_{uuid.uuid4().hex}"
         try:
             # Bounded like every request; not retried: the insert may have landed.
@@ -373,9 +383,17 @@ class LongRunningAgentServer(AgentServer):
                 stored_headers=storable_headers(headers),
                 model=self.model_name,
                 background=background,
+                idempotency_key=key,
             ), retry=False)
         except ApiError:
             raise
+        except psycopg.errors.UniqueViolation:
+            # A concurrent request with the same Idempotency-Key created it first.
+            earlier = await idempotency.earlier_response(engine.store, owner, key, request_dict, background)
+            if earlier is None:
+                raise ApiError(409, "A request with the same Idempotency-Key was created and deleted meanwhile.",
+                               code="idempotency_key_reused", param="Idempotency-Key") from None
+            return earlier.response_id
         except Exception as exc:
             logger.exception("Could not store the response")
             raise ApiError(503, f"Background mode is unavailable: the database rejected the request ({exc}).",
@@ -390,7 +408,9 @@ class LongRunningAgentServer(AgentServer):
         if engine is not None:
             try:
                 response_id = await self._submit(engine, request_dict, headers, background=False)
-            except ApiError:
+            except ApiError as exc:
+                if exc.status != 503:
+                    raise  # e.g. an Idempotency-Key reused for another request
                 engine = None  # a standard request never depends on the database: answer unstored
         stored_headers = {**answer_headers, "x-response-stored": "true" if engine is not None else "false"}
         owner = owner_of(headers)
@@ -447,9 +467,12 @@ class LongRunningAgentServer(AgentServer):
             raise not_found(response_id)
         if stream:
             after = -1 if starting_after is None else starting_after
-            if after > row.last_sequence and row.status.is_terminal:
+            if after > row.last_sequence:
+                # Never a number this response has sent (even running: events are visible only once
+                # stored), so no tail could ever reach it: refused in every state.
                 raise ApiError(400, f"starting_after={after} is past the last event ({row.last_sequence}) "
-                               "of this finished response.", code="invalid_parameter", param="starting_after")
+                               f"of this {row.status.value} response; use a sequence_number you received.",
+                               code="invalid_parameter", param="starting_after")
             if after == row.last_sequence and row.status.is_terminal:
                 # The client already has the terminal event (it lost only [DONE]): there is nothing
                 # after it, so end now; tailing would wait forever for an event that never comes.

@@ -70,6 +70,7 @@ class Store:
         model: str,
         created_event: str,
         background: bool = True,
+        idempotency_key: str | None = None,
     ) -> None:
         await self._one(
             self.q.insert_response,
@@ -86,6 +87,7 @@ class Store:
                 "created_event": created_event,
                 "background": background,
                 "control_channel": self.q.control_channel,
+                "idempotency_key": idempotency_key,
             },
         )
 
@@ -215,6 +217,11 @@ class Store:
 
     async def get_response(self, response_id: str, owner: str) -> ResponseRow | None:
         record = await self._one(self.q.get_response, {"response_id": response_id, "owner": owner})
+        return ResponseRow.from_record(record) if record else None
+
+    async def get_response_by_idempotency_key(self, owner: str, idempotency_key: str) -> ResponseRow | None:
+        record = await self._one(self.q.get_response_by_idempotency_key,
+                                 {"owner": owner, "idempotency_key": idempotency_key})
         return ResponseRow.from_record(record) if record else None
 
     async def attempt_output_items(self, response_id: str, attempt_number: int) -> list[dict[str, Any]]:

@@ -127,6 +127,7 @@ class Worker:
         stored_headers: dict[str, str],
         model: str,
         background: bool = True,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Store a new response and start it here if there is room.
 
@@ -164,6 +165,7 @@ class Worker:
                 model=model,
                 created_event=created_event,
                 background=background,
+                idempotency_key=idempotency_key,
             )
         finally:
             if start_here:

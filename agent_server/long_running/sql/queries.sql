@@ -31,12 +31,13 @@ SELECT 1 AS ok;
 WITH r AS (
     INSERT INTO {schema}.responses
         (response_id, owner, status, attempt_number, worker_id, heartbeat_at, started_at,
-         created_at, request, request_headers, model, background)
+         created_at, request, request_headers, model, background, idempotency_key)
     VALUES
         (%(response_id)s, %(owner)s, %(status)s, %(attempt_number)s, %(worker_id)s,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
-         to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s, %(background)s)
+         to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s, %(background)s,
+         %(idempotency_key)s)
     RETURNING response_id
 ), e AS (
     INSERT INTO {schema}.events (response_id, sequence_number, attempt_number, type, data)
@@ -246,3 +247,12 @@ WHERE r.owner = %(owner)s
         WHERE c.response_id = %(after)s::text AND c.owner = %(owner)s))
 ORDER BY r.created_at DESC, r.response_id DESC
 LIMIT %(limit)s;
+
+-- ----- Idempotent creation ---------------------------------------------------------
+
+-- name: get_response_by_idempotency_key
+-- The response an owner created with this Idempotency-Key, with the number of its last event.
+SELECT r.*, (SELECT coalesce(max(e.sequence_number), -1)
+             FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
+FROM {schema}.responses AS r
+WHERE r.owner = %(owner)s AND r.idempotency_key = %(idempotency_key)s;
