@@ -21,6 +21,8 @@ import psutil
 import pytest
 
 from agent_server.long_running.embedded import EmbeddedPostgres
+from bench import chaos
+from bench.chaos import Figures
 from tests.conftest import _start_synthetic
 from tests.support import iter_sse, parse_sse, wait_for_status
 
@@ -152,8 +154,10 @@ def _assert_unavailable(response: httpx.Response, took: float) -> None:
     assert "database is unreachable" in error["message"]
 
 
-def _probe_during_outage(base_url: str, response_id: str) -> None:
-    """Every database-backed request answers 503 in words within the bound; /health says degraded."""
+def _probe_during_outage(base_url: str, response_id: str) -> int:
+    """Every database-backed request answers 503 in words within the bound; /health says degraded.
+    Returns how many answers were another 5xx (for the figures; the checks then fail)."""
+    answers = []
     with httpx.Client(base_url=base_url, timeout=60) as client:
         for method, path, body in [
             ("GET", f"/responses/{response_id}", None),
@@ -161,11 +165,14 @@ def _probe_during_outage(base_url: str, response_id: str) -> None:
             ("GET", "/responses", None),
             ("POST", "/responses", {"input": "hi", "background": True}),
         ]:
-            response, took = _timed(lambda: client.request(method, path, json=body))
-            _assert_unavailable(response, took)
+            answers.append(_timed(lambda: client.request(method, path, json=body)))
         health, took = _timed(lambda: client.get("/health"))
-        assert took < ANSWER_WITHIN, took
-        assert health.json()["status"] == "degraded", health.json()
+    five_xx = sum(1 for response, _ in answers if response.status_code >= 500 and response.status_code != 503)
+    for response, took in answers:
+        _assert_unavailable(response, took)
+    assert took < ANSWER_WITHIN, took
+    assert health.json()["status"] == "degraded", health.json()
+    return five_xx
 
 
 def _assert_streams_ended_with_error(readers: list[Reader], code: str, within: float) -> None:
@@ -180,23 +187,32 @@ def _assert_streams_ended_with_error(readers: list[Reader], code: str, within: f
         assert "sequence_number" not in error  # not an event of the log: a resumed stream does not replay it
 
 
-def _assert_completes_contiguously(base_url: str, reader: Reader) -> None:
-    """The run completes; resuming from the reader's cursor gives exactly the rest of the log."""
+def _check_run(base_url: str, reader: Reader) -> Figures:
+    """The run completes with its whole text; resuming from the reader's cursor gives exactly the
+    rest of the log (nothing lost, nothing twice), and the stored log is contiguous."""
     rid = reader.response_id()
     with httpx.Client(base_url=base_url, timeout=120) as client:
         final = wait_for_status(client, f"/responses/{rid}", {"completed", "failed", "cancelled"}, timeout=180)
-        assert final["status"] == "completed", final
-        text = final["output"][-1]["content"][0]["text"]
-        assert text == "".join(f"delta-{i} " for i in range(30)), text
         with client.stream("GET", f"/responses/{rid}",
                            params={"stream": "true", "starting_after": reader.last_sequence()}) as response:
             rest = parse_sse(response.iter_lines())
         with client.stream("GET", f"/responses/{rid}", params={"stream": "true"}) as response:
             whole = parse_sse(response.iter_lines())
     seen = [e["sequence_number"] for e in reader.events()] + [e["sequence_number"] for e in rest[:-1]]
-    assert seen == list(range(len(seen))), seen  # nothing lost, nothing twice
-    assert [e["sequence_number"] for e in whole[:-1]] == seen
-    assert whole[-2]["type"] == "response.completed" and whole[-1] == "[DONE]"
+    stored = [e["sequence_number"] for e in whole[:-1]]
+    text = final["output"][-1]["content"][0]["text"] if final["status"] == "completed" else ""
+    survived = (final["status"] == "completed" and text == "".join(f"delta-{i} " for i in range(30))
+                and stored == list(range(len(stored))) and whole[-2]["type"] == "response.completed")
+    return Figures(runs=1, runs_survived=int(survived), events_lost=len(set(stored) - set(seen)),
+                   events_duplicated=len(seen) - len(set(seen)))
+
+
+def _check_runs(base_url: str, readers: list[Reader], scenario: str, five_xx: int) -> None:
+    figures = Figures(five_xx=five_xx)
+    for reader in readers:
+        figures += _check_run(base_url, reader)
+    chaos.record(scenario, figures)
+    assert figures == Figures(runs=len(readers), runs_survived=len(readers)), figures
 
 
 def test_database_frozen_requests_answer_503_in_time_and_streams_end_with_an_error(own_pg, servers):
@@ -205,14 +221,13 @@ def test_database_frozen_requests_answer_503_in_time_and_streams_end_with_an_err
     own_pg.signal_all(signal.SIGSTOP)
     try:
         frozen_at = time.monotonic()
-        _probe_during_outage(server.base_url, readers[0].response_id())
+        five_xx = _probe_during_outage(server.base_url, readers[0].response_id())
         # A stream whose run makes no progress asks the database each poll interval (1s).
         _assert_streams_ended_with_error(readers, "database_unavailable",
                                          within=max(0.0, 1.0 + ANSWER_WITHIN * 2 - (time.monotonic() - frozen_at)))
     finally:
         own_pg.signal_all(signal.SIGCONT)
-    for reader in readers:
-        _assert_completes_contiguously(server.base_url, reader)
+    _check_runs(server.base_url, readers, "postgres_frozen", five_xx)
 
 
 def test_database_killed_requests_answer_503_in_time_and_runs_complete_once_it_is_back(own_pg, servers):
@@ -220,12 +235,11 @@ def test_database_killed_requests_answer_503_in_time_and_runs_complete_once_it_i
     readers = _start_streams(server.base_url, 4)
     own_pg.kill()
     killed_at = time.monotonic()
-    _probe_during_outage(server.base_url, readers[0].response_id())
+    five_xx = _probe_during_outage(server.base_url, readers[0].response_id())
     _assert_streams_ended_with_error(readers, "database_unavailable",
                                      within=max(0.0, 1.0 + ANSWER_WITHIN * 2 - (time.monotonic() - killed_at)))
     own_pg.restart_after_kill()
-    for reader in readers:
-        _assert_completes_contiguously(server.base_url, reader)
+    _check_runs(server.base_url, readers, "postgres_killed", five_xx)
 
 
 def test_sigterm_ends_open_streams_exits_within_the_bound_and_another_worker_resumes_at_once(
@@ -251,6 +265,5 @@ def test_sigterm_ends_open_streams_exits_within_the_bound_and_another_worker_res
                 assert time.monotonic() < deadline, f"not resumed within 20s of the hand-over: {resumed}"
                 time.sleep(0.2)
                 resumed = client.get(f"/responses/{reader.response_id()}").json()
-    for reader in readers:
-        _assert_completes_contiguously(staying.base_url, reader)
+    _check_runs(staying.base_url, readers, "sigterm_with_streams", 0)
     assert "Released 3 running response(s)" in leaving.log_tail(20000)
