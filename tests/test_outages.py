@@ -267,3 +267,20 @@ def test_sigterm_ends_open_streams_exits_within_the_bound_and_another_worker_res
                 resumed = client.get(f"/responses/{reader.response_id()}").json()
     _check_runs(staying.base_url, readers, "sigterm_with_streams", 0)
     assert "Released 3 running response(s)" in leaving.log_tail(20000)
+
+
+def test_the_openai_client_yields_the_shutdown_error_frame_as_an_error_event(start_server, db_schema):
+    import openai
+    from openai.types.responses import ResponseErrorEvent
+
+    server = start_server(db_schema)
+    sdk = openai.OpenAI(base_url=server.base_url, api_key="unused")
+    stream = sdk.responses.create(model="agent", input="hi", background=True, stream=True,
+                                  extra_body={"custom_inputs": {"deltas": 100, "pause": 0.1}})
+    events = []
+    for event in stream:
+        events.append(event)
+        if event.type == "response.output_text.delta" and sum(e.type == event.type for e in events) == 2:
+            os.kill(server.pid, signal.SIGTERM)
+    assert isinstance(events[-1], ResponseErrorEvent), events[-3:]
+    assert events[-1].code == "server_shutting_down" and "shutting down" in events[-1].message

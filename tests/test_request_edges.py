@@ -181,3 +181,4 @@ def test_owners_stored_with_mixed_case_emails_are_found_after_the_migration(pg_u
             await db.close()
 
     asyncio.run(scenario())
+
