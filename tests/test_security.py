@@ -266,7 +266,8 @@ def test_hostile_identity_and_header_values_are_stored_verbatim(client, sql, sha
     assert wait_for_status(client, f"/responses/{rid}", TERMINAL, headers=headers)["status"] == "completed"
     [(owner, request_id)] = sql(f"SELECT owner, request_headers->>'x-request-id' FROM {shared_schema}.responses "
                                 "WHERE response_id = %s", (rid,))
-    assert owner == f"email:{email}" and request_id == headers["X-Request-Id"]
+    # As sent, only lowercased: emails compare case-insensitively.
+    assert owner == f"email:{email.lower()}" and request_id == headers["X-Request-Id"]
     assert client.get(f"/responses/{rid}", headers={"X-Forwarded-Email": "o'brien"}).status_code == 404
 
 
