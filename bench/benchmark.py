@@ -51,12 +51,13 @@ import httpx
 import psutil
 import psycopg
 
+from bench.memory import bench_large_input
 from bench.synthetic_agent import TEXT_PREFIX
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume")
+FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume", "large_input")
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
@@ -70,6 +71,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
               lambda f: f["intact"] and f["peak_server_rss_mib"] < 1024),
     "resume": ("resume after SIGKILL (max)", "<= stale threshold + 1 s",
                lambda f: f["max_seconds"] <= f["stale_threshold_seconds"] + 1),
+    "large_input": ("4 x 10 MB inputs at once: peak RSS", "< 1 GiB", lambda f: f["four_runs_peak_rss_mib"] < 1024),
 }
 
 
@@ -604,11 +606,12 @@ GROUPS = [
     ("one", 1, {}, ("accept", "first_event", "live", "throughput")),
     ("scale", 1, {"max_concurrent_tasks": 1000}, ("scale",)),
     ("two", 2, {}, ("across_workers", "resume")),
+    ("memory", 1, {}, ("large_input",)),
 ]
 
 RUNNERS = {"accept": bench_accept, "first_event": bench_first_event, "live": bench_live,
            "throughput": bench_throughput, "scale": bench_scale, "across_workers": bench_across_workers,
-           "resume": bench_resume}
+           "resume": bench_resume, "large_input": bench_large_input}
 
 
 def machine() -> dict[str, Any]:
@@ -648,6 +651,9 @@ def table(figures: dict[str, dict]) -> str:
                     f"RSS {f['peak_server_rss_mib']} MiB, {f['sql_transactions_per_1000_events']} SQL tx/1k events")
         if name == "resume":
             return f"{f['seconds']} s (threshold {f['stale_threshold_seconds']:g} s)"
+        if name == "large_input":
+            return (f"1 run {f['one_run_mib_per_input_mb']} MiB/MB, 4 runs {f['four_runs_mib_per_input_mb']} "
+                    f"MiB/MB, peak {f['four_runs_peak_rss_mib']} MiB")
         return json.dumps(f)
 
     lines = [f"{'figure':<36} {'measured':<70} {'target':<24} ok"]

@@ -53,15 +53,18 @@ class RequestStore(Store):
         self.bound = bound
         self._abandoned: set[asyncio.Task] = set()
 
-    async def bounded(self, call: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
-        """``await call()`` within the bound; connection errors retried (if ``retry``) until it is spent."""
+    async def bounded(self, call: Callable[[], Awaitable[T]], *, retry: bool = True,
+                      extra_seconds: float = 0.0) -> T:
+        """``await call()`` within the bound (plus ``extra_seconds``, e.g. for a large write);
+        connection errors retried (if ``retry``) until it is spent."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.bound
+        bound = self.bound + extra_seconds
+        deadline = loop.time() + bound
         failure = "no answer"
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise DatabaseUnreachable(f"{failure} within {self.bound:g}s")
+                raise DatabaseUnreachable(f"{failure} within {bound:g}s")
             task = asyncio.ensure_future(call())
             try:
                 done, _ = await asyncio.wait({task}, timeout=remaining)
@@ -70,7 +73,7 @@ class RequestStore(Store):
                 raise
             if not done:
                 self._abandon(task)
-                raise DatabaseUnreachable(f"no answer within {self.bound:g}s")
+                raise DatabaseUnreachable(f"no answer within {bound:g}s")
             try:
                 return task.result()
             except CONNECTION_ERRORS as exc:

@@ -360,7 +360,7 @@ class LongRunningAgentServer(AgentServer):
             response_id = await self._submit(engine, request_dict, headers, background=True)
             if stream:
                 return self._sse(engine, response_id, owner_of(headers), after=-1, headers=answer_headers)
-            row = await engine.store.get_response(response_id, owner_of(headers))
+            row = await engine.store.get_response_status(response_id, owner_of(headers))
             return JSONResponse(response_from_row(row), headers=answer_headers)
         return await self._standard(request_dict, stream, headers, store, answer_headers)
 
@@ -374,7 +374,10 @@ class LongRunningAgentServer(AgentServer):
                 return earlier.response_id
         response_id = f"resp_{uuid.uuid4().hex}"
         try:
-            # Bounded like every request; not retried: the insert may have landed.
+            # Bounded like every request (plus a second per MB: storing a large input takes time);
+            # not retried: the insert may have landed.
+            length = headers.get("content-length", "")
+            body_mb = int(length) / 1e6 if length.isdigit() else 0.0
             await engine.store.bounded(lambda: engine.worker.submit(
                 response_id=response_id,
                 owner=owner_of(headers),
@@ -384,7 +387,7 @@ class LongRunningAgentServer(AgentServer):
                 model=self.model_name,
                 background=background,
                 idempotency_key=key,
-            ), retry=False)
+            ), retry=False, extra_seconds=body_mb)
         except ApiError:
             raise
         except psycopg.errors.UniqueViolation:
@@ -441,7 +444,7 @@ class LongRunningAgentServer(AgentServer):
     async def _final_response(self, engine: _Engine, response_id: str, owner: str) -> dict[str, Any]:
         """Wait for a stored response's terminal event; its Response object."""
         async def exists() -> bool:
-            return await engine.store.get_response(response_id, owner) is not None
+            return await engine.store.get_response_status(response_id, owner) is not None
 
         try:
             async with aclosing(engine.tail.tail_batches(response_id, 0, exists)) as batches:
@@ -462,7 +465,7 @@ class LongRunningAgentServer(AgentServer):
             raise ApiError(400, "starting_after is only supported together with stream=true.",
                            code="invalid_parameter", param="starting_after")
         engine, owner = self._engine_and_owner(response_id, request)
-        row = await engine.store.get_response(response_id, owner)
+        row = await engine.store.get_response_status(response_id, owner)
         if row is None:
             raise not_found(response_id)
         if stream:
@@ -487,7 +490,7 @@ class LongRunningAgentServer(AgentServer):
     def _sse(self, engine: _Engine, response_id: str, owner: str, after: int,
              headers: dict[str, str] | None = None) -> StreamingResponse:
         async def exists() -> bool:
-            return await engine.store.get_response(response_id, owner) is not None
+            return await engine.store.get_response_status(response_id, owner) is not None
 
         async def frames() -> AsyncIterator[str]:
             ended = False

@@ -219,6 +219,11 @@ class Store:
         record = await self._one(self.q.get_response, {"response_id": response_id, "owner": owner})
         return ResponseRow.from_record(record) if record else None
 
+    async def get_response_status(self, response_id: str, owner: str) -> ResponseRow | None:
+        """As :meth:`get_response`, but ``request`` holds only the request's ``metadata``."""
+        record = await self._one(self.q.get_response_status, {"response_id": response_id, "owner": owner})
+        return ResponseRow.from_record(record) if record else None
+
     async def get_response_by_idempotency_key(self, owner: str, idempotency_key: str) -> ResponseRow | None:
         record = await self._one(self.q.get_response_by_idempotency_key,
                                  {"owner": owner, "idempotency_key": idempotency_key})

@@ -256,3 +256,15 @@ SELECT r.*, (SELECT coalesce(max(e.sequence_number), -1)
              FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
 FROM {schema}.responses AS r
 WHERE r.owner = %(owner)s AND r.idempotency_key = %(idempotency_key)s;
+
+-- ----- Large inputs ------------------------------------------------------------------
+
+-- name: get_response_status
+-- get_response without the stored request, only its metadata (all the Response object
+-- needs): status polls, tails and the POST answer must not read a large input back.
+SELECT (jsonb_populate_record(r, jsonb_build_object(
+            'request', jsonb_build_object('metadata', coalesce(r.request -> 'metadata', 'null'::jsonb))))).*,
+       (SELECT coalesce(max(e.sequence_number), -1)
+        FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
+FROM {schema}.responses AS r
+WHERE r.response_id = %(response_id)s AND r.owner = %(owner)s;
