@@ -284,3 +284,14 @@ def test_the_openai_client_yields_the_shutdown_error_frame_as_an_error_event(sta
             os.kill(server.pid, signal.SIGTERM)
     assert isinstance(events[-1], ResponseErrorEvent), events[-3:]
     assert events[-1].code == "server_shutting_down" and "shutting down" in events[-1].message
+
+
+def test_sigterm_to_a_multi_worker_supervisor_exits_within_the_bound(start_server, db_schema):
+    server = start_server(db_schema, workers=2)
+    readers = _start_streams(server.base_url, 4)
+    signalled = time.monotonic()
+    os.kill(server.pid, signal.SIGTERM)  # the supervisor, as a platform stops an app
+    server.proc.wait(timeout=60)
+    exited_after = time.monotonic() - signalled
+    assert exited_after < 12, f"exited {exited_after:.1f}s after SIGTERM"
+    _assert_streams_ended_with_error(readers, "server_shutting_down", within=10)

@@ -138,6 +138,7 @@ class LongRunningAgentServer(AgentServer):
         self._db_pool_max_size = db_pool_max_size
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._engine: _Engine | None = None
+        self._stopping = False  # SIGTERM came (or the lifespan ended): new work is refused
         self._handover: asyncio.Future | None = None  # worker.close(), started at SIGTERM
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
@@ -161,6 +162,7 @@ class LongRunningAgentServer(AgentServer):
 
     @asynccontextmanager
     async def _lifespan(self, _app):
+        self._stopping, self._handover = False, None
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
         self._tracing.start()
         # Wait for the first attempt, so a healthy server accepts background work at once.
@@ -182,13 +184,10 @@ class LongRunningAgentServer(AgentServer):
 
     def _begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): end live streams now and hand our runs to other workers."""
-        if self._handover is not None:
-            return
+        self._stopping = True
         engine = self._engine
-        if engine is None:
-            self._handover = asyncio.get_running_loop().create_future()
-            self._handover.set_result(None)
-            return
+        if engine is None or self._handover is not None:
+            return  # (called again at the lifespan's end: an engine connected meanwhile is closed then)
         engine.tail.close()
         self._handover = asyncio.ensure_future(engine.worker.close())
 
@@ -239,7 +238,7 @@ class LongRunningAgentServer(AgentServer):
         return _Engine(db, store, tail, worker)
 
     def _require_engine(self) -> _Engine:
-        if self._handover is not None:
+        if self._stopping:
             raise shutting_down()
         if self._engine is None:
             raise ApiError(503, f"Background mode is unavailable: {self._unavailable_reason}.",
