@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 
 from agent_server.long_running.embedded import EmbeddedPostgres
@@ -222,12 +223,22 @@ def test_database_frozen_requests_answer_503_in_time_and_streams_end_with_an_err
     try:
         frozen_at = time.monotonic()
         five_xx = _probe_during_outage(server.base_url, readers[0].response_id())
+        # A client that got no answer retries with its Idempotency-Key (the frozen insert may land later).
+        retried = httpx.post(f"{server.base_url}/responses", json={"input": "once", "background": True},
+                             headers={"Idempotency-Key": "frozen-retry"}, timeout=60)
+        assert retried.status_code == 503, retried.text
         # A stream whose run makes no progress asks the database each poll interval (1s).
         _assert_streams_ended_with_error(readers, "database_unavailable",
                                          within=max(0.0, 1.0 + ANSWER_WITHIN * 2 - (time.monotonic() - frozen_at)))
     finally:
         own_pg.signal_all(signal.SIGCONT)
     _check_runs(server.base_url, readers, "postgres_frozen", five_xx)
+    ids = {httpx.post(f"{server.base_url}/responses", json={"input": "once", "background": True},
+                      headers={"Idempotency-Key": "frozen-retry"}, timeout=60).json()["id"] for _ in range(2)}
+    assert len(ids) == 1
+    with psycopg.connect(own_pg.url, autocommit=True) as conn:
+        stored = conn.execute("SELECT count(*) FROM outage.responses WHERE idempotency_key = 'frozen-retry'")
+        assert stored.fetchone()[0] == 1
 
 
 def test_database_killed_requests_answer_503_in_time_and_runs_complete_once_it_is_back(own_pg, servers):
