@@ -300,6 +300,16 @@ def test_the_openai_client_yields_the_shutdown_error_frame_as_an_error_event(sta
 def test_sigterm_to_a_multi_worker_supervisor_exits_within_the_bound(start_server, db_schema):
     server = start_server(db_schema, workers=2)
     readers = _start_streams(server.base_url, 4)
+    # A standard stream with store: false runs in memory: it cannot be resumed, but it still ends in words.
+    unstored = Reader(f"{server.base_url}/responses", method="POST",
+                      body={"input": "hi", "stream": True, "store": False,
+                            "custom_inputs": {"deltas": 30, "pause": 0.3}})
+    unstored.start()
+    deadline = time.monotonic() + 60
+    while not any(isinstance(f, dict) and f["type"] == "response.output_text.delta" for f in unstored.frames):
+        assert time.monotonic() < deadline and unstored.error is None, (unstored.frames, unstored.error)
+        time.sleep(0.05)
+    readers.append(unstored)
     signalled = time.monotonic()
     os.kill(server.pid, signal.SIGTERM)  # the supervisor, as a platform stops an app
     server.proc.wait(timeout=60)

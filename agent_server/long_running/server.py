@@ -46,7 +46,7 @@ from .identity import owner_of, storable_headers
 from .listing import list_page
 from .request_db import RequestStore, install_database_error_handler
 from .shutdown import ShutdownSignal
-from .stream_end import end_on_failure, shutting_down
+from .stream_end import end_on_failure, shutting_down, until_stopped
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
@@ -139,6 +139,7 @@ class LongRunningAgentServer(AgentServer):
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._engine: _Engine | None = None
         self._stopping = False  # SIGTERM came (or the lifespan ended): new work is refused
+        self._stop_event = asyncio.Event()  # the same, for streams to wait on
         self._handover: asyncio.Future | None = None  # worker.close(), started at SIGTERM
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
@@ -162,7 +163,7 @@ class LongRunningAgentServer(AgentServer):
 
     @asynccontextmanager
     async def _lifespan(self, _app):
-        self._stopping, self._handover = False, None
+        self._stopping, self._handover, self._stop_event = False, None, asyncio.Event()
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
         self._tracing.start()
         # Wait for the first attempt, so a healthy server accepts background work at once.
@@ -185,6 +186,7 @@ class LongRunningAgentServer(AgentServer):
     def _begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): end live streams now and hand our runs to other workers."""
         self._stopping = True
+        self._stop_event.set()
         engine = self._engine
         if engine is None or self._handover is not None:
             return  # (called again at the lifespan's end: an engine connected meanwhile is closed then)
@@ -431,9 +433,10 @@ class LongRunningAgentServer(AgentServer):
                 async with aclosing(events) as stream_events:
                     async for data in stream_events:
                         yield f"data: {data}\n\n"
-                yield "data: [DONE]\n\n"
 
-            return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **stored_headers})
+            # Not stored, so not resumable; still, a shutdown ends it with an error frame, not a cut.
+            chunks = end_on_failure(until_stopped(frames(), self._stop_event), lease.response_id)
+            return StreamingResponse(chunks, media_type="text/event-stream", headers={**_SSE_HEADERS, **stored_headers})
         last = None
         async with aclosing(events) as stream_events:
             async for data in stream_events:

@@ -19,6 +19,7 @@ Codes a client can act on:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -60,3 +61,25 @@ async def end_on_failure(frames: AsyncIterator[str], response_id: str) -> AsyncI
         yield error_frame("server_error", f"The stream failed ({type(exc).__name__}); reconnect with "
                           "starting_after to continue.", response_id)
     yield DONE
+
+
+async def until_stopped(chunks: AsyncIterator[str], stopping: asyncio.Event) -> AsyncIterator[str]:
+    """``chunks`` until ``stopping`` is set, then TailClosed (for streams no tail serves: an
+    unstored run, which the server's shutdown would otherwise cut without a word)."""
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(chunks))
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                await asyncio.wait({step})
+                raise TailClosed()
+            try:
+                chunk = step.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        stop.cancel()
+        await chunks.aclose()
