@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from agent_server.long_running.models import Status
+from agent_server.long_running.queries import Queries
 from agent_server.long_running.store import Store
 from tests.support import (
     ServerProcess,
@@ -33,7 +34,8 @@ def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
         await asyncio.gather(*[db.close() for db in dbs])
 
     asyncio.run(main())
-    assert sql(f"SELECT version FROM {db_schema}.schema_migrations ORDER BY 1") == [(1,), (2,), (3,), (4,)]
+    every = [(m.version,) for m in Queries(db_schema).migrations()]
+    assert sql(f"SELECT version FROM {db_schema}.schema_migrations ORDER BY 1") == every
     tables = sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db_schema,))
     assert tables == [("events",), ("responses",), ("schema_migrations",)]
 

@@ -45,7 +45,7 @@ from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .listing import list_page
 from .request_db import RequestStore, install_database_error_handler
-from .shutdown import ShutdownSignal
+from .shutdown import ShutdownSignal, on_forced_exit
 from .stream_end import end_on_failure, shutting_down, until_stopped
 from .models import Status
 from .queries import Queries
@@ -176,11 +176,13 @@ class LongRunningAgentServer(AgentServer):
             yield
         finally:
             connector.cancel()
-            await asyncio.gather(connector, self._tracing.stop(), return_exceptions=True)
+            await asyncio.gather(connector, return_exceptions=True)
             self._begin_shutdown()
             if self._engine is not None:
                 engine, self._engine = self._engine, None
                 await self._shutdown.within_bound(self._handover, engine.db.close)
+            # Last: the warm-up thread cannot be interrupted (after SIGTERM the watchdog bounds it).
+            await self._tracing.stop()
             self._shutdown.uninstall()
 
     def _begin_shutdown(self) -> None:
@@ -533,6 +535,8 @@ class LongRunningAgentServer(AgentServer):
         if target is not None and target.backend == "embedded":
             embedded = EmbeddedPostgres(target.embedded_dir)
             os.environ[EMBEDDED_URL_ENV] = embedded.start()
+            if args.workers == 1 and not args.reload:
+                on_forced_exit(embedded.stop)  # the app runs in this process
             os.environ["EMBEDDED_POSTGRES_DIR"] = str(embedded.data_dir)
         options: dict[str, Any] = {}
         if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:

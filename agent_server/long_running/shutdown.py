@@ -28,6 +28,15 @@ logger = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+# Run before a forced exit, e.g. stop the embedded PostgreSQL this process started. Per
+# process, not per server object: `python -m app` serves a second instance of the server
+# class (uvicorn imports the module by name), not the one whose run() started the database.
+_LAST_WORDS: list[Callable[[], None]] = []
+
+
+def on_forced_exit(callback: Callable[[], None]) -> None:
+    _LAST_WORDS.append(callback)
+
 
 class ShutdownSignal:
     def __init__(self, timeout_seconds: float):
@@ -47,7 +56,7 @@ class ShutdownSignal:
                 logger.info("Signal %d: ending live streams and handing runs over (exit within %gs)",
                             signum, self.timeout_seconds)
                 loop.call_soon_threadsafe(on_signal)
-                _start_watchdog(self.timeout_seconds + 1.0)
+                self._start_watchdog(self.timeout_seconds + 1.0)
             previous = self._previous.get(signum)
             if callable(previous):
                 previous(signum, frame)
@@ -85,13 +94,19 @@ class ShutdownSignal:
             logger.warning("Closing the database pool failed: %s", exc)
 
 
-def _start_watchdog(seconds: float) -> None:
-    """Last resort: end the process if it is still alive ``seconds`` after the signal."""
+    def _start_watchdog(self, seconds: float) -> None:
+        """Last resort: end the process if it is still alive ``seconds`` after the signal (e.g.
+        MLflow's tracing warm-up thread, which the interpreter waits for, still running)."""
 
-    def expire() -> None:
-        logger.error("Still running %.1fs after the shutdown signal; exiting now", seconds)
-        os._exit(1)
+        def expire() -> None:
+            logger.error("Still running %.1fs after the shutdown signal; exiting now", seconds)
+            for callback in _LAST_WORDS:
+                try:
+                    callback()
+                except Exception as exc:
+                    logger.error("Before exiting: %s", exc)
+            os._exit(128 + signal.SIGTERM)
 
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
