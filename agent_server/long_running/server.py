@@ -164,6 +164,8 @@ class LongRunningAgentServer(AgentServer):
     @asynccontextmanager
     async def _lifespan(self, _app):
         self._stopping, self._handover, self._stop_event = False, None, asyncio.Event()
+        # First thing: a SIGTERM during start-up is bounded by the watchdog too.
+        self._shutdown.install(self._begin_shutdown)
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
         self._tracing.start()
         # Wait for the first attempt, so a healthy server accepts background work at once.
@@ -171,7 +173,6 @@ class LongRunningAgentServer(AgentServer):
             await asyncio.wait_for(asyncio.shield(self._first_connect_done()), timeout=30)
         except TimeoutError:
             logger.warning("Database not ready after 30s; background mode answers 503 until it is")
-        self._shutdown.install(self._begin_shutdown)
         try:
             yield
         finally:

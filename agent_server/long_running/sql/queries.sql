@@ -88,7 +88,8 @@ WITH l AS (
     FOR NO KEY UPDATE OF r
 )
 UPDATE {schema}.responses AS r
-SET heartbeat_at = CASE WHEN %(release)s THEN '-infinity'::timestamptz ELSE now() END
+-- (released: 'epoch', stale at once and, unlike '-infinity', a value Python can read back)
+SET heartbeat_at = CASE WHEN %(release)s THEN 'epoch'::timestamptz ELSE now() END
 FROM l
 WHERE r.response_id = l.response_id
 RETURNING r.response_id;
