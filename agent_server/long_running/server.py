@@ -176,6 +176,7 @@ class LongRunningAgentServer(AgentServer):
         try:
             yield
         finally:
+            watchdog = self._shutdown.bound_the_rest()
             connector.cancel()
             await asyncio.gather(connector, return_exceptions=True)
             self._begin_shutdown()
@@ -184,6 +185,8 @@ class LongRunningAgentServer(AgentServer):
                 await self._shutdown.within_bound(self._handover, engine.db.close)
             # Last: the warm-up thread cannot be interrupted (after SIGTERM the watchdog bounds it).
             await self._tracing.stop()
+            if watchdog is not None:
+                watchdog.cancel()  # done in time; what follows is uvicorn's own exit
             self._shutdown.uninstall()
 
     def _begin_shutdown(self) -> None:

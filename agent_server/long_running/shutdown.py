@@ -64,6 +64,15 @@ class ShutdownSignal:
         for signum in _SIGNALS:
             self._previous[signum] = signal.signal(signum, handler)
 
+    def bound_the_rest(self) -> threading.Timer | None:
+        """The app is shutting down without our hook having seen a signal (uvicorn caught it
+        before start-up finished): bound the rest the same way. Returns the watchdog, to cancel
+        once shutdown is done; None if a signal already started one or the hook is not installed."""
+        if self._deadline is not None or not self._previous:
+            return None
+        self._deadline = time.monotonic() + self.timeout_seconds
+        return self._start_watchdog(self.timeout_seconds + 1.0)
+
     def uninstall(self) -> None:
         for signum, previous in self._previous.items():
             try:
@@ -94,7 +103,7 @@ class ShutdownSignal:
             logger.warning("Closing the database pool failed: %s", exc)
 
 
-    def _start_watchdog(self, seconds: float) -> None:
+    def _start_watchdog(self, seconds: float) -> threading.Timer:
         """Last resort: end the process if it is still alive ``seconds`` after the signal (e.g.
         MLflow's tracing warm-up thread, which the interpreter waits for, still running)."""
 
@@ -110,3 +119,4 @@ class ShutdownSignal:
         timer = threading.Timer(seconds, expire)
         timer.daemon = True
         timer.start()
+        return timer
