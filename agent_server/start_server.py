@@ -99,6 +99,8 @@ agent_server = AgentServer(
     task_timeout_seconds=_number("TASK_TIMEOUT_SECONDS", 3600.0),
     poll_interval_seconds=_number("POLL_INTERVAL_SECONDS", 1.0),
     max_concurrent_tasks=_number("MAX_CONCURRENT_TASKS", 100, int),
+    db_request_timeout_seconds=_number("DB_REQUEST_TIMEOUT_SECONDS", 2.0),
+    shutdown_timeout_seconds=_number("SHUTDOWN_TIMEOUT_SECONDS", 5.0),
     model_name=MODEL.name,
     multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
 )

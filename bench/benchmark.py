@@ -60,13 +60,14 @@ import psycopg
 from bench import tool_calls
 from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench import recovery
+from bench.memory import bench_large_input
 from bench.synthetic_agent import TEXT_PREFIX
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume", *recovery.FIGURES,
-           tool_calls.FIGURE, "conversation")
+           tool_calls.FIGURE, "conversation", "large_input")
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
@@ -82,6 +83,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
     **recovery.TARGETS,
     tool_calls.FIGURE: tool_calls.TARGET,
     "conversation": CONVERSATION_TARGET,  # bench/conversation.py
+    "large_input": ("4 x 10 MB inputs at once: peak RSS", "< 1 GiB", lambda f: f["four_runs_peak_rss_mib"] < 1024),
 }
 
 
@@ -626,11 +628,13 @@ GROUPS = [
     ("two", 2, {}, ("across_workers", "resume")),
     ("tools", 1, {}, (tool_calls.FIGURE,)),  # its own agent servers; this one stays idle
     ("conversation", 1, {}, ("conversation",)),
+    ("memory", 1, {}, ("large_input",)),
 ]
 
 RUNNERS = {"accept": bench_accept, "first_event": bench_first_event, "live": bench_live,
            "throughput": bench_throughput, "scale": bench_scale, "across_workers": bench_across_workers,
-           "resume": bench_resume, tool_calls.FIGURE: tool_calls.run, "conversation": bench_conversation}
+           "resume": bench_resume, tool_calls.FIGURE: tool_calls.run, "conversation": bench_conversation,
+           "large_input": bench_large_input}
 
 
 def machine() -> dict[str, Any]:
@@ -677,6 +681,9 @@ def table(figures: dict[str, dict]) -> str:
             return tool_calls.measured(f)
         if name in recovery.FIGURES:
             return recovery.measured(name, f)
+        if name == "large_input":
+            return (f"1 run {f['one_run_mib_per_input_mb']} MiB/MB, 4 runs {f['four_runs_mib_per_input_mb']} "
+                    f"MiB/MB, peak {f['four_runs_peak_rss_mib']} MiB")
         return json.dumps(f)
 
     lines = [f"{'figure':<36} {'measured':<70} {'target':<24} ok"]

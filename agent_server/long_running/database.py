@@ -156,6 +156,10 @@ class Database:
                 "autocommit": True,
                 "row_factory": dict_row,
                 "options": f"-c statement_timeout={self.statement_timeout_ms}",
+                # A frozen or unreachable server must not hold a new connection (or, over
+                # TCP, a dead peer an old one) forever; request paths bound themselves too.
+                "connect_timeout": 5,
+                "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
             },
             name="agent-server",
         )

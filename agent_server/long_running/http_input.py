@@ -23,14 +23,13 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"Request body is {declared} bytes; the limit is {limit}.", code="body_too_large")
-    chunks, size = [], 0
+    body = bytearray()  # one buffer, not the chunks and then their join
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise ApiError(413, f"Request body exceeds the limit of {limit} bytes.", code="body_too_large")
-        chunks.append(chunk)
+        body += chunk
     try:
-        data = json.loads(b"".join(chunks), parse_constant=_reject_constant)
+        data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
     except RecursionError:

@@ -31,7 +31,8 @@ def owner_of(headers: Mapping[str, str]) -> str:
     happens to equal someone's email address is not that person.
     """
     if email := headers.get("x-forwarded-email"):
-        return f"email:{email}"
+        # Emails compare case-insensitively (migration 008 lowercased the owners stored before).
+        return f"email:{email.lower()}"
     if user := headers.get("x-forwarded-user"):
         return f"user:{user}"
     return ANONYMOUS

@@ -27,12 +27,13 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import uvicorn
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from mlflow.genai.agent_server import AgentServer, set_request_headers
 
-from . import http_input
+from . import http_input, idempotency
 from .attempts import LocalAttempts, RunLease
 from . import conversations
 from .conversation_routes import install_conversation_routes
@@ -41,16 +42,20 @@ from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
 from .handler import HandlerInvoker
 from .handler_import import HandlerImport
+from .header_checks import HeaderChecks
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
 from .listing import list_page
 from .liveness import Liveness
+from .request_db import RequestStore, install_database_error_handler
+from .shutdown import ShutdownSignal, on_forced_exit
+from .stream_end import end_on_failure, shutting_down, until_stopped
 from .models import Status
 from .queries import Queries
 from .response_object import response_from_row
 from .settings import EngineSettings
 from .store import ConversationBusy, ConversationGone, Store
-from .tail import EventTail
+from .tail import EventTail, TailClosed
 from .tracing import TracingWarmUp
 from .unstored import run_unstored
 from .worker import Worker
@@ -108,6 +113,8 @@ class LongRunningAgentServer(AgentServer):
         db_pool_max_size: int = 10,
         model_name: str | None = None,
         multitask_strategy: str = "enqueue",
+        db_request_timeout_seconds: float = 2.0,
+        shutdown_timeout_seconds: float = 5.0,
     ):
         if agent_type != "ResponsesAgent":
             raise ValueError(f"LongRunningAgentServer only supports agent_type 'ResponsesAgent', got {agent_type!r}")
@@ -126,6 +133,8 @@ class LongRunningAgentServer(AgentServer):
             retention_seconds=retention_seconds,
             stale_scan_interval_seconds=stale_scan_interval_seconds,
             max_request_bytes=max_request_bytes,
+            db_request_timeout_seconds=db_request_timeout_seconds,
+            shutdown_timeout_seconds=shutdown_timeout_seconds,
         )
         if multitask_strategy not in conversations.STRATEGIES:
             raise ValueError(f"multitask_strategy must be one of {', '.join(conversations.STRATEGIES)}, "
@@ -140,6 +149,9 @@ class LongRunningAgentServer(AgentServer):
         self._db_pool_max_size = db_pool_max_size
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._engine: _Engine | None = None
+        self._stopping = False  # SIGTERM came (or the lifespan ended): new work is refused
+        self._stop_event = asyncio.Event()  # the same, for streams to wait on
+        self._handover: asyncio.Future | None = None  # worker.close(), started at SIGTERM
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
         self._serve_web_page = not enable_chat_proxy  # with the proxy, `/` is upstream's chat app
@@ -149,6 +161,9 @@ class LongRunningAgentServer(AgentServer):
         self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready,
                                        lambda: self._handler_import.wait())
         install_error_handlers(self.app)
+        install_database_error_handler(self.app)
+        self.app.add_middleware(HeaderChecks)
+        self._shutdown = ShutdownSignal(self.settings.shutdown_timeout_seconds)
         self.app.router.lifespan_context = self._lifespan
 
     # ----- extension point ---------------------------------------------------
@@ -166,6 +181,9 @@ class LongRunningAgentServer(AgentServer):
 
     @asynccontextmanager
     async def _lifespan(self, _app):
+        self._stopping, self._handover, self._stop_event = False, None, asyncio.Event()
+        # First thing: a SIGTERM during start-up is bounded by the watchdog too.
+        self._shutdown.install(self._begin_shutdown)
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
         self._tracing.start()
         self._handler_import.start()
@@ -177,13 +195,32 @@ class LongRunningAgentServer(AgentServer):
         try:
             yield
         finally:
+            watchdog = self._shutdown.bound_the_rest()
             connector.cancel()
-            await asyncio.gather(connector, self._tracing.stop(), return_exceptions=True)
+            await asyncio.gather(connector, return_exceptions=True)
+            self._begin_shutdown()
             if self._engine is not None:
                 engine, self._engine = self._engine, None
-                await engine.worker.close()
-                await engine.liveness.close()
-                await engine.db.close()
+                async def close_connections() -> None:
+                    await engine.liveness.close()
+                    await engine.db.close()
+
+                await self._shutdown.within_bound(self._handover, close_connections)
+            # Last: the warm-up thread cannot be interrupted (after SIGTERM the watchdog bounds it).
+            await self._tracing.stop()
+            if watchdog is not None:
+                watchdog.cancel()  # done in time; what follows is uvicorn's own exit
+            self._shutdown.uninstall()
+
+    def _begin_shutdown(self) -> None:
+        """SIGTERM (or the lifespan's end): end live streams now and hand our runs to other workers."""
+        self._stopping = True
+        self._stop_event.set()
+        engine = self._engine
+        if engine is None or self._handover is not None:
+            return  # (called again at the lifespan's end: an engine connected meanwhile is closed then)
+        engine.tail.close()
+        self._handover = asyncio.ensure_future(engine.worker.close())
 
     async def _first_connect_done(self) -> None:
         while self._engine is None and self._unavailable_reason == "the database connection is still starting":
@@ -218,11 +255,14 @@ class LongRunningAgentServer(AgentServer):
             pool_max_size=self._db_pool_max_size,
         )
         await db.open()
-        store = Store(db)
+        # Requests wait at most db_request_timeout_seconds; the worker's writes retry on their own terms.
+        store = RequestStore(db, self.settings.db_request_timeout_seconds)
         attempts = LocalAttempts()
         tail = EventTail(store, self.settings.poll_interval_seconds, runs_here=attempts.__contains__)
-        liveness = Liveness(db, store, self.worker_id)
-        worker = Worker(store=store, tail=tail, settings=self.settings, worker_id=self.worker_id,
+        # The worker's writes (and the liveness registration) retry on their own terms.
+        plain_store = Store(db)
+        liveness = Liveness(db, plain_store, self.worker_id)
+        worker = Worker(store=plain_store, tail=tail, settings=self.settings, worker_id=self.worker_id,
                         handler=self._handler, attempts=attempts, dead_owners_by_lock=liveness.use_locks)
         db.subscribe(db.queries.events_channel, tail.on_notify)
         db.subscribe(db.queries.control_channel, worker.on_control)
@@ -235,6 +275,8 @@ class LongRunningAgentServer(AgentServer):
         return _Engine(db, store, tail, worker, liveness)
 
     def _require_engine(self) -> _Engine:
+        if self._stopping:
+            raise shutting_down()
         if self._engine is None:
             raise ApiError(503, f"Background mode is unavailable: {self._unavailable_reason}.",
                            code="background_unavailable")
@@ -309,7 +351,7 @@ class LongRunningAgentServer(AgentServer):
             database |= {"status": "unavailable", "error": self._unavailable_reason}
         else:
             try:
-                await asyncio.wait_for(engine.store.ping(), timeout=2.0)
+                await engine.store.ping()  # bounded: a frozen database is "degraded" within the bound
                 database["status"] = "connected"
             except Exception as exc:
                 database |= {"status": "unavailable", "error": f"{type(exc).__name__}: {exc}"}
@@ -354,7 +396,8 @@ class LongRunningAgentServer(AgentServer):
         if conversation is not None or previous_response_id is not None or conversations.session_key_of(request_dict):
             turn, request_dict = await self._conversation_turn(request_dict, headers, conversation=conversation,
                                                                previous_response_id=previous_response_id,
-                                                               strategy=strategy, store=store)
+                                                               strategy=strategy, store=store,
+                                                               background=background)
         if background:
             engine = self._require_engine()
             response = await self._submit(engine, request_dict, headers, background=True, turn=turn)
@@ -366,8 +409,8 @@ class LongRunningAgentServer(AgentServer):
         return await self._standard(request_dict, stream, headers, store, answer_headers, turn)
 
     async def _conversation_turn(self, request_dict: dict, headers: dict[str, str], *, conversation: Any,
-                                 previous_response_id: Any, strategy: str,
-                                 store: bool) -> tuple[conversations.Turn | None, dict]:
+                                 previous_response_id: Any, strategy: str, store: bool,
+                                 background: bool) -> tuple[conversations.Turn | None, dict]:
         """The stored conversation a request joins, and its request; an unstored request joins none
         and gets its history in its input now."""
         owner = owner_of(headers)
@@ -382,7 +425,9 @@ class LongRunningAgentServer(AgentServer):
             history = await conversations.unstored_history(self._engine.store, owner, **found_by)
             return None, {**request_dict, "input": [*history, *(request_dict.get("input") or [])]}
         turn = await conversations.turn_for(self._engine.store, owner, strategy=strategy, **found_by)
-        if turn is not None and turn.strategy == "interrupt":
+        if turn is not None and turn.strategy == "interrupt" and not await self._is_retry(
+                self._engine, owner, headers, request_dict, background):
+            # (A retry of an interrupting request must not cancel the response its first try created.)
             await self._interrupt(self._engine, turn.conversation_id)
         return turn, request_dict
 
@@ -393,12 +438,37 @@ class LongRunningAgentServer(AgentServer):
             engine.worker.stop_local(response_id, "interrupted by a newer message in its conversation")
             engine.worker.forget_queued(response_id)
 
+    async def _is_retry(self, engine: _Engine, owner: str, headers: dict[str, str], request_dict: dict,
+                        background: bool) -> bool:
+        """Whether the request repeats an earlier one by its Idempotency-Key."""
+        key = idempotency.key_of(headers)
+        return key is not None and await idempotency.earlier_response(
+            engine.store, owner, key, request_dict, background) is not None
+
+    async def _current_response(self, engine: _Engine, response_id: str, owner: str) -> dict[str, Any]:
+        """A stored response's Response object as it is now."""
+        row = await engine.store.get_response_status(response_id, owner)
+        if row is None:
+            raise not_found(response_id)
+        return response_from_row(row)
+
     async def _submit(self, engine: _Engine, request_dict: dict, headers: dict[str, str], *, background: bool,
                       turn: conversations.Turn | None = None) -> dict[str, Any]:
-        """Store and start (or queue) a response; its Response object as first stored."""
+        """Store and start (or queue) a response; its Response object as first stored (with an
+        Idempotency-Key already used: the first response, as it is now)."""
+        owner = owner_of(headers)
+        key = idempotency.key_of(headers)
+        if key is not None:
+            earlier = await idempotency.earlier_response(engine.store, owner, key, request_dict, background)
+            if earlier is not None:
+                return await self._current_response(engine, earlier.response_id, owner)
         response_id = f"resp_{uuid.uuid4().hex}"
         try:
-            return await engine.worker.submit(
+            # Bounded like every request (plus a second per MB: storing a large input takes time);
+            # not retried: the insert may have landed.
+            length = headers.get("content-length", "")
+            body_mb = int(length) / 1e6 if length.isdigit() else 0.0
+            return await engine.store.bounded(lambda: engine.worker.submit(
                 response_id=response_id,
                 owner=owner_of(headers),
                 request=request_dict,
@@ -407,7 +477,10 @@ class LongRunningAgentServer(AgentServer):
                 model=self.model_name,
                 background=background,
                 turn=turn,
-            )
+                idempotency_key=key,
+            ), retry=False, extra_seconds=body_mb)
+        except ApiError:
+            raise
         except ConversationBusy as busy:
             raise ApiError(409, f"Conversation {turn.conversation_id} already has an unfinished response: "
                            f"{busy.response_id} is {busy.status.value}. Wait for it, cancel it, or send "
@@ -415,6 +488,13 @@ class LongRunningAgentServer(AgentServer):
                            code="conversation_busy", param=conversations.STRATEGY_FIELD) from None
         except ConversationGone:
             raise conversations.conversation_not_found(turn.conversation_id) from None
+        except psycopg.errors.UniqueViolation:
+            # A concurrent request with the same Idempotency-Key created it first.
+            earlier = await idempotency.earlier_response(engine.store, owner, key, request_dict, background)
+            if earlier is None:
+                raise ApiError(409, "A request with the same Idempotency-Key was created and deleted meanwhile.",
+                               code="idempotency_key_reused", param="Idempotency-Key") from None
+            return await self._current_response(engine, earlier.response_id, owner)
         except Exception as exc:
             logger.exception("Could not store the response")
             raise ApiError(503, f"Background mode is unavailable: the database rejected the request ({exc}).",
@@ -430,7 +510,7 @@ class LongRunningAgentServer(AgentServer):
                 response_id = (await self._submit(engine, request_dict, headers, background=False, turn=turn))["id"]
             except ApiError as exc:
                 if exc.status != 503 or turn is not None:
-                    raise  # a refused turn, or one whose history only the database has
+                    raise  # a refused turn or reused Idempotency-Key, or a turn whose history only the database has
                 engine = None  # a standard request never depends on the database: answer unstored
         stored_headers = {**answer_headers, "x-response-stored": "true" if engine is not None else "false"}
         owner = owner_of(headers)
@@ -449,9 +529,10 @@ class LongRunningAgentServer(AgentServer):
                 async with aclosing(events) as stream_events:
                     async for data in stream_events:
                         yield f"data: {data}\n\n"
-                yield "data: [DONE]\n\n"
 
-            return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **stored_headers})
+            # Not stored, so not resumable; still, a shutdown ends it with an error frame, not a cut.
+            chunks = end_on_failure(until_stopped(frames(), self._stop_event), lease.response_id)
+            return StreamingResponse(chunks, media_type="text/event-stream", headers={**_SSE_HEADERS, **stored_headers})
         last = None
         async with aclosing(events) as stream_events:
             async for data in stream_events:
@@ -461,12 +542,15 @@ class LongRunningAgentServer(AgentServer):
     async def _final_response(self, engine: _Engine, response_id: str, owner: str) -> dict[str, Any]:
         """Wait for a stored response's terminal event; its Response object."""
         async def exists() -> bool:
-            return await engine.store.get_response(response_id, owner) is not None
+            return await engine.store.get_response_status(response_id, owner) is not None
 
-        async with aclosing(engine.tail.tail_batches(response_id, 0, exists)) as batches:
-            async for batch in batches:
-                if batch and batch[-1].is_terminal:
-                    return json.loads(batch[-1].data)["response"]
+        try:
+            async with aclosing(engine.tail.tail_batches(response_id, 0, exists)) as batches:
+                async for batch in batches:
+                    if batch and batch[-1].is_terminal:
+                        return json.loads(batch[-1].data)["response"]
+        except TailClosed:
+            raise shutting_down() from None
         raise not_found(response_id)  # deleted while it ran
 
     # ----- GET /responses/{id} -----------------------------------------------
@@ -479,14 +563,17 @@ class LongRunningAgentServer(AgentServer):
             raise ApiError(400, "starting_after is only supported together with stream=true.",
                            code="invalid_parameter", param="starting_after")
         engine, owner = self._engine_and_owner(response_id, request)
-        row = await engine.store.get_response(response_id, owner)
+        row = await engine.store.get_response_status(response_id, owner)
         if row is None:
             raise not_found(response_id)
         if stream:
             after = -1 if starting_after is None else starting_after
-            if after > row.last_sequence and row.status.is_terminal:
+            if after > row.last_sequence:
+                # Never a number this response has sent (even running: events are visible only once
+                # stored), so no tail could ever reach it: refused in every state.
                 raise ApiError(400, f"starting_after={after} is past the last event ({row.last_sequence}) "
-                               "of this finished response.", code="invalid_parameter", param="starting_after")
+                               f"of this {row.status.value} response; use a sequence_number you received.",
+                               code="invalid_parameter", param="starting_after")
             if after == row.last_sequence and row.status.is_terminal:
                 # The client already has the terminal event (it lost only [DONE]): there is nothing
                 # after it, so end now; tailing would wait forever for an event that never comes.
@@ -501,7 +588,7 @@ class LongRunningAgentServer(AgentServer):
     def _sse(self, engine: _Engine, response_id: str, owner: str, after: int,
              headers: dict[str, str] | None = None) -> StreamingResponse:
         async def exists() -> bool:
-            return await engine.store.get_response(response_id, owner) is not None
+            return await engine.store.get_response_status(response_id, owner) is not None
 
         async def frames() -> AsyncIterator[str]:
             ended = False
@@ -514,12 +601,11 @@ class LongRunningAgentServer(AgentServer):
                     ended = batch[-1].is_terminal
                     yield "".join([f"data: {event.data}\n\n" for event in batch])
             if not ended:
-                gone = {"type": "error", "code": "response_not_found",
-                        "message": f"Response {response_id} was deleted.", "response_id": response_id}
-                yield f"data: {json.dumps(gone)}\n\n"
-            yield "data: [DONE]\n\n"
+                raise not_found(response_id)  # the tail ended without a terminal event: deleted
 
-        return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **(headers or {})})
+        # A tail that cannot go on (deleted, database gone, shutdown) ends with an error frame and [DONE].
+        return StreamingResponse(end_on_failure(frames(), response_id), media_type="text/event-stream",
+                                 headers={**_SSE_HEADERS, **(headers or {})})
 
     # ----- CLI -------------------------------------------------------------------
 
@@ -543,6 +629,8 @@ class LongRunningAgentServer(AgentServer):
         if target is not None and target.backend == "embedded":
             embedded = EmbeddedPostgres(target.embedded_dir)
             os.environ[EMBEDDED_URL_ENV] = embedded.start()
+            if args.workers == 1 and not args.reload:
+                on_forced_exit(embedded.stop)  # the app runs in this process
             os.environ["EMBEDDED_POSTGRES_DIR"] = str(embedded.data_dir)
         options: dict[str, Any] = {}
         if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
@@ -550,6 +638,9 @@ class LongRunningAgentServer(AgentServer):
             # app (MLflow, agent SDKs: several seconds on a busy machine); uvicorn's
             # 5s default would kill and respawn it forever.
             options["timeout_worker_healthcheck"] = 120
+        # Open requests get half the shutdown bound (live streams end at once on
+        # SIGTERM, see shutdown.py); handing runs over and closing the pool, the rest.
+        options["timeout_graceful_shutdown"] = max(self.settings.shutdown_timeout_seconds / 2, 0.5)
         if embedded is not None and threading.current_thread() is threading.main_thread():
             # uvicorn re-raises a SIGTERM it handled once it has shut down; with the
             # default action that ends the process here, before the embedded

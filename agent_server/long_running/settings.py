@@ -42,6 +42,11 @@ class EngineSettings:
     # How long an attempt keeps retrying a failed database write before it
     # gives up and leaves the run to be resumed once the database is back.
     db_retry_seconds: float = 30.0
+    # How long a request waits for the database before answering 503 (and a
+    # live stream before ending with an error frame).
+    db_request_timeout_seconds: float = 2.0
+    # How long the process may take to exit after SIGTERM, open streams or not.
+    shutdown_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -55,6 +60,8 @@ class EngineSettings:
             "stale_scan_interval_seconds",
             "max_request_bytes",
             "db_retry_seconds",
+            "db_request_timeout_seconds",
+            "shutdown_timeout_seconds",
         )
         for name in positive:
             value = getattr(self, name)

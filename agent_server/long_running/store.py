@@ -87,6 +87,7 @@ class Store:
         conversation_id: str | None = None,
         history_end: int | None = None,
         conn=None,
+        idempotency_key: str | None = None,
     ) -> None:
         params = {
                 "response_id": response_id,
@@ -103,6 +104,7 @@ class Store:
                 "control_channel": self.q.control_channel,
                 "conversation_id": conversation_id,
                 "history_end": history_end,
+                "idempotency_key": idempotency_key,
             }
         if conn is None:
             await self._one(self.q.insert_response, params)
@@ -267,6 +269,16 @@ class Store:
 
     async def get_response(self, response_id: str, owner: str) -> ResponseRow | None:
         record = await self._one(self.q.get_response, {"response_id": response_id, "owner": owner})
+        return ResponseRow.from_record(record) if record else None
+
+    async def get_response_status(self, response_id: str, owner: str) -> ResponseRow | None:
+        """As :meth:`get_response`, but ``request`` holds only the request's ``metadata``."""
+        record = await self._one(self.q.get_response_status, {"response_id": response_id, "owner": owner})
+        return ResponseRow.from_record(record) if record else None
+
+    async def get_response_by_idempotency_key(self, owner: str, idempotency_key: str) -> ResponseRow | None:
+        record = await self._one(self.q.get_response_by_idempotency_key,
+                                 {"owner": owner, "idempotency_key": idempotency_key})
         return ResponseRow.from_record(record) if record else None
 
     async def attempt_output_items(self, response_id: str, attempt_number: int) -> list[dict[str, Any]]:

@@ -32,6 +32,10 @@ MAX_HANDOFF = 2000
 WATCH_SECONDS = 60.0
 
 
+class TailClosed(Exception):
+    """The server is shutting down: the tail ends before the response does."""
+
+
 class _Tailer:
     __slots__ = ("cursor", "wakeup", "ready", "watch_until")
 
@@ -67,6 +71,12 @@ class EventTail:
         # directly, so they need no NOTIFY (and no watch).
         self.runs_here = runs_here
         self._tailers: dict[str, set[_Tailer]] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Shutdown: every tail, now and later, raises TailClosed at its next step."""
+        self._closed = True
+        self.wake_all()
 
     def committed(
         self, response_id: str, last_sequence: int, rows: Sequence[tuple[int, str, str]] | None = None
@@ -123,6 +133,8 @@ class EventTail:
         try:
             quiet_since = time.monotonic()
             while True:
+                if self._closed:
+                    raise TailClosed()
                 # Clear before reading: a commit after this point sets it again.
                 tailer.wakeup.clear()
                 events = tailer.take_ready()

@@ -132,6 +132,7 @@ class Worker:
         model: str,
         background: bool = True,
         turn: conversations.Turn | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Store a new response and start it here if there is room (and, for a conversation's
         turn, no earlier turn is unfinished: then it is queued behind it, or refused with
@@ -157,7 +158,7 @@ class Worker:
 
         row = dict(response_id=response_id, owner=owner, worker_id=self.worker_id if start_here else None,
                    created_at=created_at, request=request, request_headers=stored_headers, model=model,
-                   background=background)
+                   background=background, idempotency_key=idempotency_key)
         history = None
         if start_here:
             self._reserved += 1

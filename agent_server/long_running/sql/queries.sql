@@ -31,13 +31,14 @@ SELECT 1 AS ok;
 WITH r AS (
     INSERT INTO {schema}.responses
         (response_id, owner, status, attempt_number, worker_id, heartbeat_at, started_at,
-         created_at, request, request_headers, model, background, conversation_id, history_end)
+         created_at, request, request_headers, model, background, conversation_id, history_end,
+         idempotency_key)
     VALUES
         (%(response_id)s, %(owner)s, %(status)s, %(attempt_number)s, %(worker_id)s,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
          CASE WHEN %(status)s = 'in_progress' THEN now() END,
          to_timestamp(%(created_at)s), %(request)s, %(request_headers)s, %(model)s, %(background)s,
-         %(conversation_id)s, %(history_end)s)
+         %(conversation_id)s, %(history_end)s, %(idempotency_key)s)
     RETURNING response_id
 ), c AS (
     UPDATE {schema}.conversations SET last_response_id = %(response_id)s, updated_at = now()
@@ -98,7 +99,8 @@ WITH l AS (
     FOR NO KEY UPDATE OF r
 )
 UPDATE {schema}.responses AS r
-SET heartbeat_at = CASE WHEN %(release)s THEN '-infinity'::timestamptz ELSE now() END
+-- (released: 'epoch', stale at once and, unlike '-infinity', a value Python can read back)
+SET heartbeat_at = CASE WHEN %(release)s THEN 'epoch'::timestamptz ELSE now() END
 FROM l
 WHERE r.response_id = l.response_id
 RETURNING r.response_id;
@@ -478,3 +480,24 @@ WHERE NOT EXISTS (
             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
             AND l.classid::bigint = (w.liveness_key >> 32) AND l.objid::bigint = (w.liveness_key & 4294967295))
   AND NOT EXISTS (SELECT 1 FROM {schema}.responses AS r WHERE r.status = 'in_progress' AND r.worker_id = w.worker_id);
+
+-- ----- Idempotent creation ---------------------------------------------------------
+
+-- name: get_response_by_idempotency_key
+-- The response an owner created with this Idempotency-Key, with the number of its last event.
+SELECT r.*, (SELECT coalesce(max(e.sequence_number), -1)
+             FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
+FROM {schema}.responses AS r
+WHERE r.owner = %(owner)s AND r.idempotency_key = %(idempotency_key)s;
+
+-- ----- Large inputs ------------------------------------------------------------------
+
+-- name: get_response_status
+-- get_response without the stored request, only its metadata (all the Response object
+-- needs): status polls, tails and the POST answer must not read a large input back.
+SELECT (jsonb_populate_record(r, jsonb_build_object(
+            'request', jsonb_build_object('metadata', coalesce(r.request -> 'metadata', 'null'::jsonb))))).*,
+       (SELECT coalesce(max(e.sequence_number), -1)
+        FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
+FROM {schema}.responses AS r
+WHERE r.response_id = %(response_id)s AND r.owner = %(owner)s;
