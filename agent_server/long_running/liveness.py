@@ -5,7 +5,7 @@ its LISTEN connection (which it keeps for its whole life), and registers the
 key in the ``workers`` table. When the process dies its socket closes and
 Postgres releases the lock; other workers (and a server that restarts) see
 the lock free in ``pg_locks`` and claim the dead worker's runs in their next
-maintenance pass (``claim_abandoned``) instead of waiting for the heartbeat to
+maintenance pass (``claim_stale``) instead of waiting for the heartbeat to
 go stale. The heartbeat stays the fallback for a hung process or a lost
 machine, whose session (and so lock) may live on.
 

@@ -152,9 +152,10 @@ class Store:
     ) -> list[ResponseRow]:
         """Runs whose heartbeat is stale; with ``dead_owners``, also those whose owner's liveness lock is free."""
         records = await self._all(
-            self.q.claim_abandoned if dead_owners else self.q.claim_stale,
+            self.q.claim_stale,
             {
                 "worker_id": worker_id,
+                "dead_owners": dead_owners,
                 "own_running": list(own_running),
                 "stale_seconds": float(stale_seconds),
                 "timeout_seconds": float(timeout_seconds),

@@ -71,23 +71,6 @@ WHERE r.response_id = (
 )
 RETURNING r.*, 0 AS last_sequence;
 
--- name: claim_stale
--- Take over running responses whose owner stopped heartbeating (compare-and-set on the row lock).
-UPDATE {schema}.responses AS r
-SET attempt_number = r.attempt_number + 1, worker_id = %(worker_id)s,
-    heartbeat_at = now(), updated_at = now()
-WHERE r.response_id IN (
-    SELECT response_id FROM {schema}.responses
-    WHERE status = 'in_progress'
-      AND heartbeat_at < now() - make_interval(secs => %(stale_seconds)s)
-      AND started_at > now() - make_interval(secs => %(timeout_seconds)s)
-      -- A worker never takes over its own live runs (a blocked event loop is late, not dead).
-      AND NOT (response_id = ANY (%(own_running)s::text[]))
-    ORDER BY heartbeat_at LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING r.*;
-
 -- name: touch_leases
 -- Renew the leases this worker holds (heartbeat) or, on a clean shutdown (release), make them stale at once so another worker resumes them now; rows locked in id order, like the group commit's; returns the ones it still owns.
 WITH l AS (
@@ -444,11 +427,11 @@ ON CONFLICT (worker_id) DO UPDATE SET liveness_key = excluded.liveness_key;
 -- A worker that stops cleanly forgets its registration.
 DELETE FROM {schema}.workers WHERE worker_id = %(worker_id)s;
 
--- name: claim_abandoned
--- Take over running responses whose owner stopped heartbeating or whose owner's liveness lock is free (its session ended); compare-and-set on the row lock, like claim_stale.
+-- name: claim_stale
+-- Take over running responses whose owner stopped heartbeating or (with dead_owners) whose owner's liveness lock is free, its session ended; compare-and-set on the row lock.
 WITH dead AS MATERIALIZED (
     SELECT w.worker_id FROM {schema}.workers AS w
-    WHERE w.worker_id <> %(worker_id)s
+    WHERE %(dead_owners)s AND w.worker_id <> %(worker_id)s
       AND NOT EXISTS (
           SELECT 1 FROM pg_locks AS l
           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
