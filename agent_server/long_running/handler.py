@@ -45,9 +45,9 @@ class HandlerInvoker:
         calls = AttemptToolCalls(lease.response_id, lease.attempt_number, lease.prior_tool_calls,
                                  writer.record_tool_call)
         with attempt_tool_calls(calls):
-            await self._run(lease, writer)
+            await self._run_handler(lease, writer)
 
-    async def _run(self, lease: RunLease, writer: AttemptWriter) -> None:
+    async def _run_handler(self, lease: RunLease, writer: AttemptWriter) -> None:
         """Run one attempt, one trace per attempt, recorded on the writer as soon as it starts."""
         if self.handlers_imported is not None:
             await self.handlers_imported()
