@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -189,3 +192,27 @@ def schema_errors(bundle: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
         path = "/".join(str(p) for p in leaf.absolute_path)
         errors.append(f"{path}: {leaf.message}")
     return errors
+
+
+@contextmanager
+def offline_variant_servers(pg_url: str, tmp_path_factory, label: str,
+                            variants) -> Iterator[dict[str, ServerProcess]]:
+    """One ``start-server --agent <variant>`` per variant (offline model, fast tokens), each on a
+    schema of its own (``proc.schema``), started side by side (start-up dominates), killed after."""
+    procs = {variant: agent_server_process(variant, tmp_path_factory.mktemp(f"{label}-{variant}"), {
+        "DATABASE_URL": pg_url,
+        "AGENT_SERVER_DB_SCHEMA": f"{label}_{variant}_{uuid.uuid4().hex[:8]}",
+        "LLM_ENDPOINT_NAME": "",
+        "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.002",
+        "AGENT_FRAMEWORK": "",
+    }) for variant in variants}
+    try:
+        for proc in procs.values():
+            proc.launch()
+        for proc in procs.values():
+            proc.wait_until_healthy(180, database=True)
+            proc.schema = proc.env["AGENT_SERVER_DB_SCHEMA"]
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.kill()

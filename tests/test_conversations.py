@@ -23,7 +23,7 @@ from agent_server.long_running.attempts import HistoryRef
 from agent_server.long_running.conversations import HistoryCache
 from agent_server.long_running.models import Status
 from agent_server.long_running.store import Store
-from tests.support import ServerProcess, agent_server_process, iter_sse, open_database, read_records, wait_for_status
+from tests.support import ServerProcess, offline_variant_servers, iter_sse, open_database, read_records, wait_for_status
 
 VARIANTS = sorted(FRAMEWORKS)
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
@@ -37,22 +37,8 @@ FAST = {"heartbeat_interval_seconds": 1.0, "heartbeat_stale_threshold_seconds": 
 @pytest.fixture(scope="module")
 def variant_servers(pg_url, tmp_path_factory) -> dict[str, ServerProcess]:
     """One ``start-server --agent <variant>`` per variant (offline model), started side by side."""
-    procs = {variant: agent_server_process(variant, tmp_path_factory.mktemp(f"conv-{variant}"), {
-        "DATABASE_URL": pg_url,
-        "AGENT_SERVER_DB_SCHEMA": f"conv_{variant}_{uuid.uuid4().hex[:8]}",
-        "LLM_ENDPOINT_NAME": "",
-        "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.002",
-        "AGENT_FRAMEWORK": "",
-    }) for variant in VARIANTS}
-    try:
-        for proc in procs.values():
-            proc.launch()
-        for proc in procs.values():
-            proc.wait_until_healthy(180, database=True)
+    with offline_variant_servers(pg_url, tmp_path_factory, "conv", VARIANTS) as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.kill()
 
 
 @pytest.fixture(params=VARIANTS)

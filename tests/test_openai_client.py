@@ -20,7 +20,7 @@ from openai.types.responses import Response
 from agent_server.agents import FRAMEWORKS
 from agent_server.agents.offline.script import Turn, plan_reply
 from tests.openai_grammar import Grammar, check_stream, parse_strictly, read_sse
-from tests.support import ServerProcess, agent_server_process
+from tests.support import ServerProcess, offline_variant_servers
 from bench.synthetic_agent import TEXT_PREFIX
 
 VARIANTS = sorted(FRAMEWORKS)
@@ -37,24 +37,9 @@ def offline_answer(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def servers(pg_url, tmp_path_factory) -> dict[str, ServerProcess]:
-    """One ``start-server --agent <variant>`` per variant, started side by side (start-up dominates)."""
-    procs = {variant: agent_server_process(variant, tmp_path_factory.mktemp(f"conformance-{variant}"), {
-        "DATABASE_URL": pg_url,
-        "AGENT_SERVER_DB_SCHEMA": f"conf_{variant}_{uuid.uuid4().hex[:8]}",
-        "LLM_ENDPOINT_NAME": "",
-        "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.002",
-        "AGENT_FRAMEWORK": "",
-    }) for variant in VARIANTS}
-    try:
-        for proc in procs.values():
-            proc.launch()
-        for proc in procs.values():
-            proc.wait_until_healthy(180, database=True)
-            proc.schema = proc.env["AGENT_SERVER_DB_SCHEMA"]
+    """One ``start-server --agent <variant>`` per variant, started side by side."""
+    with offline_variant_servers(pg_url, tmp_path_factory, "conf", VARIANTS) as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.kill()
 
 
 @pytest.fixture(params=VARIANTS)
