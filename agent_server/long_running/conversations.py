@@ -126,12 +126,9 @@ async def turn_for(store: Store, owner: str, *, conversation: Any, previous_resp
     """
     _check_exclusive(conversation, previous_response_id)
     if conversation is not None:
-        conversation_id = conversation_id_of(conversation)
-        found = await store.get_conversation(conversation_id, owner)
-        if found is None:
-            raise conversation_not_found(conversation_id)
+        found = await _named_conversation(store, conversation, owner)
         _check_length(found, "conversation")
-        return Turn(conversation_id, strategy)
+        return Turn(found.conversation_id, strategy)
     if previous_response_id is not None:
         previous = await _previous_response(store, previous_response_id, owner)
         return Turn(await _continuing(store, previous, owner), strategy)
@@ -152,11 +149,8 @@ async def unstored_history(store: Store, owner: str, *, conversation: Any, previ
     """The history an unstored request (``store: false``) sees, read now; it creates and joins nothing."""
     _check_exclusive(conversation, previous_response_id)
     if conversation is not None:
-        conversation_id = conversation_id_of(conversation)
-        found = await store.get_conversation(conversation_id, owner)
-        if found is None:
-            raise conversation_not_found(conversation_id)
-        return await store.conversation_history(conversation_id, 0, found.item_count)
+        found = await _named_conversation(store, conversation, owner)
+        return await store.conversation_history(found.conversation_id, 0, found.item_count)
     if previous_response_id is not None:
         previous = await _previous_response(store, previous_response_id, owner)
         found = (await store.get_conversation(previous.conversation_id, owner)
@@ -169,6 +163,15 @@ async def unstored_history(store: Store, owner: str, *, conversation: Any, previ
     key = session_key_of(request)
     found = await store.session_conversation(owner, key) if key is not None else None
     return await store.conversation_history(found.conversation_id, 0, found.item_count) if found else []
+
+
+async def _named_conversation(store: Store, conversation: Any, owner: str) -> ConversationRow:
+    """The ``conversation`` field's conversation, if ``owner``'s; else 404."""
+    conversation_id = conversation_id_of(conversation)
+    found = await store.get_conversation(conversation_id, owner)
+    if found is None:
+        raise conversation_not_found(conversation_id)
+    return found
 
 
 async def _previous_response(store: Store, previous_response_id: Any, owner: str) -> ResponseRow:
