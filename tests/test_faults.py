@@ -217,10 +217,10 @@ def test_cancel_races(start_server, db_schema, tmp_path, sql):
         time.sleep(rng.uniform(0, 0.4))
         racing[rid] = _cancel((b, a)[i % 2], rid).json()["status"]
 
-    # 6. Cancel while resuming: two runs on A, A killed. One is cancelled before anyone claims it,
-    #    the other right after B's resumed attempt starts.
-    stale_early = _create(a, tag="resume-early", **hold)["id"]
-    # Its resumed attempt (which does not hold) streams for ~15s, so the cancel lands while it runs.
+    # 6. Cancel while resuming: two runs on A, A killed. One is cancelled at once (the dead owner's
+    #    lock frees at once, so B may or may not have claimed it yet), the other right after B's
+    #    resumed attempt starts. Both resumed attempts stream for seconds, so neither finishes first.
+    stale_early = _create(a, tag="resume-early", **{**hold, "pause": 0.5})["id"]
     stale_late = _create(a, tag="resume-late", **{**hold, "deltas": 300, "pause": 0.05})["id"]
     chaos.wait_for(lambda: {r.get("tag") for r in records() if r["kind"] == "hold"} >= {"resume-early", "resume-late"},
                    30, "the runs to resume to hold")
