@@ -24,8 +24,6 @@ _env_file = os.environ.get("AGENT_SERVER_ENV_FILE", str(PROJECT_ROOT / ".env"))
 if _env_file:
     load_dotenv(dotenv_path=_env_file, override=True)
 
-from mlflow.genai.agent_server import setup_mlflow_git_based_version_tracking
-
 from agent_server.agents import DEFAULT_FRAMEWORK, FRAMEWORKS, load_agent
 from agent_server.agents.model_choice import choose_model
 from agent_server.long_running import LongRunningAgentServer
@@ -104,17 +102,25 @@ agent_server = AgentServer(
     model_name=MODEL.name,
     multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
 )
-# Importing the variant registers its @invoke() / @stream() handlers; its agent SDK takes
-# seconds to import, so that happens in a thread once the server is up (first runs wait for it).
-agent_server.import_handlers_after_start(lambda: load_agent(FRAMEWORK))
+
+
+def load_the_agent() -> None:
+    """Import the variant (which registers its @invoke() / @stream() handlers) and set up tracing
+    extras. Its agent SDK, like MLflow, takes seconds to import: the server calls this in a thread
+    once it answers (/health does not wait; the first runs do)."""
+    load_agent(FRAMEWORK)
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        from mlflow.genai.agent_server import setup_mlflow_git_based_version_tracking
+
+        try:
+            setup_mlflow_git_based_version_tracking()
+        except Exception as exc:  # tracing extras must never stop the server
+            logger.warning("MLflow git-based version tracking not set up: %s", exc)
+
+
+agent_server.import_handlers_after_start(load_the_agent)
 # Module-level, so uvicorn workers can import it by name.
 app = agent_server.app
-
-if os.environ.get("MLFLOW_EXPERIMENT_ID"):
-    try:
-        setup_mlflow_git_based_version_tracking()
-    except Exception as exc:  # tracing extras must never stop the server
-        logger.warning("MLflow git-based version tracking not set up: %s", exc)
 
 
 def page_url(argv: list[str], environ) -> str:

@@ -1,5 +1,5 @@
-"""A fast start: the agent SDKs are imported after the server answers, and the
-first request waits for them rather than failing."""
+"""A fast start: MLflow and the agent SDKs are imported after the server
+answers, and the first request waits for them rather than failing."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import sys
 import time
 import uuid
 
+import httpx
 import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
-from tests.support import PROJECT_ROOT, agent_server_process, free_port
+from tests.support import PROJECT_ROOT, ServerProcess, agent_server_process, free_port, stream_frames
 
-SDK_MODULES = ("agents", "langgraph", "databricks_openai", "databricks_langchain")  # (MLflow itself imports a little of langchain_core)
+# What takes seconds to import: none of it before the server answers /health.
+SLOW_MODULES = ("mlflow", "pandas", "agents", "langgraph", "langchain_core", "databricks_openai",
+                "databricks_langchain", "databricks_ai_bridge")
 
 
 def test_the_placeholder_id_is_the_sdks():
@@ -28,9 +31,9 @@ def test_the_placeholder_id_is_the_sdks():
 
 
 @pytest.mark.parametrize("variant", sorted(FRAMEWORKS))
-def test_importing_the_server_imports_no_agent_sdk(variant):
+def test_importing_the_server_imports_neither_mlflow_nor_an_agent_sdk(variant):
     code = ("import sys; import agent_server.start_server as s; "
-            f"import json; print(json.dumps([m for m in {SDK_MODULES!r} if m in sys.modules]))")
+            f"import json; print(json.dumps([m for m in {SLOW_MODULES!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code, "--agent", variant], cwd=PROJECT_ROOT, check=True,
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "AGENT_SERVER_ENV_FILE": "", "LLM_ENDPOINT_NAME": ""})
@@ -80,3 +83,40 @@ def test_a_server_whose_agent_fails_to_import_says_why_and_stops(pg_url, tmp_pat
     text = log.read_text()
     assert "Importing the agent failed; stopping the server" in text
     assert "ImportError: a typo in the agent file" in text
+
+
+def test_while_the_agent_imports_stored_responses_are_served_and_new_runs_wait(pg_url, tmp_path):
+    """/health, accepting, retrieving and cancelling need neither MLflow's tracing nor the agent:
+    they answer while the agent's import is held; the accepted run starts once it is done."""
+    release = tmp_path / "release-the-import"
+    code = (
+        "import pathlib, sys, time, uvicorn\n"
+        "from agent_server.long_running import LongRunningAgentServer\n"
+        f"server = LongRunningAgentServer('ResponsesAgent', database_url={pg_url!r}, "
+        f"db_schema='fast_{uuid.uuid4().hex[:8]}')\n"
+        "def load():\n"
+        f"    while not pathlib.Path({str(release)!r}).exists():\n"
+        "        time.sleep(0.05)\n"
+        "    import bench.synthetic_agent\n"
+        "server.import_handlers_after_start(load)\n"
+        "uvicorn.run(server.app, host='127.0.0.1', port=int(sys.argv[sys.argv.index('--port') + 1]))\n"
+    )
+    server = ServerProcess([sys.executable, "-c", code], log_path=tmp_path / "server.log",
+                           env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+    with server as proc, httpx.Client(base_url=proc.base_url, timeout=60) as client:
+        assert proc.wait_until_healthy(database=True).health()["agent"] == "importing"
+        body = {"input": "hi", "custom_inputs": {"deltas": 2}}
+        kept = client.post("/responses", json={**body, "background": True}).json()
+        dropped = client.post("/responses", json={**body, "background": True}).json()
+        assert kept["status"] in ("queued", "in_progress") and dropped["status"] in ("queued", "in_progress")
+        assert client.get(f"/responses/{kept['id']}").json()["status"] in ("queued", "in_progress")
+        assert client.post(f"/responses/{dropped['id']}/cancel").json()["status"] == "cancelled"
+        assert proc.health()["agent"] == "importing"  # all of the above answered without the agent
+
+        release.touch()
+        frames = stream_frames(client, "GET", f"/responses/{kept['id']}", params={"stream": "true"})
+        assert frames[-1] == "[DONE]" and frames[-2]["type"] == "response.completed"
+        assert "".join(f["delta"] for f in frames[:-1] if f["type"] == "response.output_text.delta") \
+            == "delta-0 delta-1 "
+        assert proc.health()["agent"] == "ready"
+        assert client.get(f"/responses/{dropped['id']}").json()["status"] == "cancelled"

@@ -8,7 +8,7 @@ and ``GET /conversations/{id}/items`` (OpenAI's list shape, ``limit``, ``after``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -36,8 +36,10 @@ def _checked_id(conversation_id: str) -> str:
     return conversation_id
 
 
-def install_conversation_routes(app: FastAPI, store: Callable[[], Store], validator, max_request_bytes: int) -> None:
-    """Add the routes; ``store()`` gives the engine's store (or raises the 503 of a missing database)."""
+def install_conversation_routes(app: FastAPI, store: Callable[[], Store], validator: Callable[[], Awaitable[Any]],
+                                max_request_bytes: int) -> None:
+    """Add the routes; ``store()`` gives the engine's store (or raises the 503 of a missing database),
+    ``await validator()`` MLflow's request validator (once MLflow is imported)."""
 
     async def owned(conversation_id: str, request: Request) -> tuple[Store, str, ConversationRow]:
         current, owner = store(), owner_of(request.headers)
@@ -50,7 +52,7 @@ def install_conversation_routes(app: FastAPI, store: Callable[[], Store], valida
     async def create(request: Request):
         data = await http_input.read_json_body(request, max_request_bytes)
         http_input.check_metadata(data.get("metadata"))
-        items = _initial_items(data.get("items"), validator)
+        items = await _initial_items(data.get("items"), validator)
         http_input.check_storable(items)
         row = await store().create_conversation(new_conversation_id(), owner_of(request.headers), items=items,
                                                 metadata=data.get("metadata"))
@@ -111,7 +113,7 @@ def _limit(value: str | None) -> int:
     return int(value)
 
 
-def _initial_items(items: Any, validator) -> list[dict[str, Any]]:
+async def _initial_items(items: Any, validator: Callable[[], Awaitable[Any]]) -> list[dict[str, Any]]:
     """The ``items`` of a new conversation, as a handler's input items (MLflow's request model checks them)."""
     if items is None:
         return []
@@ -119,7 +121,7 @@ def _initial_items(items: Any, validator) -> list[dict[str, Any]]:
         raise ApiError(400, f"items must be a list of up to {MAX_INITIAL_ITEMS} input items.",
                        code="invalid_parameter", param="items")
     try:
-        request = validator.validate_and_convert_request({"input": items})
+        request = (await validator()).validate_and_convert_request({"input": items})
     except ValueError as exc:
         raise ApiError(400, f"Invalid items: {str(exc)[:2000]}", code="invalid_parameter", param="items") from None
     return request.model_dump(mode="json", exclude_none=True)["input"]

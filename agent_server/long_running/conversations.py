@@ -24,13 +24,13 @@ A request names its conversation in one of three ways, checked in this order:
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow.types.responses import ResponsesAgentRequest
 from pydantic import TypeAdapter
 
 from .attempts import HistoryRef
@@ -212,8 +212,14 @@ def _committed_by(previous: ResponseRow) -> list[dict[str, Any]]:
     return [*items, *(previous.output or [])]
 
 
-#: The handler's input items, as MLflow's request model parses them.
-_INPUT_ITEMS = TypeAdapter(ResponsesAgentRequest.model_fields["input"].annotation)
+@functools.cache
+def _input_items() -> TypeAdapter:
+    """The handler's input items, as MLflow's request model parses them. Built on first use: the
+    server starts before MLflow is imported (agent_runtime.py), and a worker reads a history only
+    once it is."""
+    from mlflow.types.responses import ResponsesAgentRequest
+
+    return TypeAdapter(ResponsesAgentRequest.model_fields["input"].annotation)
 
 
 class HistoryCache:
@@ -238,7 +244,7 @@ class HistoryCache:
         if len(cached) < history.end:
             # One index range read of what this worker has not seen yet.
             rows = await self.store.conversation_history(history.conversation_id, len(cached), history.end)
-            parsed = _INPUT_ITEMS.validate_python(rows)
+            parsed = _input_items().validate_python(rows)
             if len(rows) != history.end - len(cached):  # deleted meanwhile: use it, keep nothing
                 return [item.model_copy() for item in [*cached, *parsed]]
             cached = [*cached, *parsed]

@@ -1,15 +1,20 @@
-"""Running the registered ``@stream()`` / ``@invoke()`` handler for one attempt."""
+"""Running the registered ``@stream()`` / ``@invoke()`` handler for one attempt.
+
+The only engine module that imports MLflow: the server imports it after
+start-up (agent_runtime.py), so ``/health`` answers before MLflow is loaded.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import mlflow
-from mlflow.genai.agent_server import get_invoke_function, get_stream_function
+from mlflow.genai.agent_server import get_invoke_function, get_stream_function, set_request_headers
+from mlflow.genai.agent_server.validator import ResponsesAgentValidator
 from mlflow.tracing.constant import SpanAttributeKey
 from mlflow.types.responses import ResponsesAgentRequest
 
@@ -17,6 +22,8 @@ from .attempts import RunLease
 from .stream_grammar import StreamGrammar
 from .tool_calls import AttemptToolCalls, attempt_tool_calls
 from .writer import AttemptWriter
+
+__all__ = ["HandlerInvoker", "ResponsesAgentRequest", "ResponsesAgentValidator"]
 
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
 _INT_OR_NONE = (int, type(None))
@@ -31,17 +38,16 @@ class HandlerInvoker:
     ``validator`` is MLflow's ResponsesAgent validator (request in, events out).
     """
 
-    def __init__(self, validator: Any, transform: Transform, tracing_ready: Callable[[], bool] = lambda: True,
-                 handlers_imported: Callable[[], Awaitable[None]] | None = None):
+    def __init__(self, validator: Any, transform: Transform, tracing_ready: Callable[[], bool] = lambda: True):
         self.validator = validator
         self.transform = transform
         # False while MLflow's first span would still block the event loop for seconds.
         self.tracing_ready = tracing_ready
-        # Waits while the agent's module is still being imported after start-up (handler_import.py).
-        self.handlers_imported = handlers_imported
 
     async def __call__(self, lease: RunLease, writer: AttemptWriter) -> None:
         """Run one attempt; its tools record their finished calls through the writer."""
+        # What MLflow's get_request_headers() gives the handler (e.g. the caller's access token).
+        set_request_headers(lease.headers)
         calls = AttemptToolCalls(lease.response_id, lease.attempt_number, lease.prior_tool_calls,
                                  writer.record_tool_call)
         with attempt_tool_calls(calls):
@@ -49,8 +55,6 @@ class HandlerInvoker:
 
     async def _run_handler(self, lease: RunLease, writer: AttemptWriter) -> None:
         """Run one attempt, one trace per attempt, recorded on the writer as soon as it starts."""
-        if self.handlers_imported is not None:
-            await self.handlers_imported()
         stream_fn, invoke_fn = get_stream_function(), get_invoke_function()
         handler = stream_fn or invoke_fn
         if handler is None:

@@ -1,5 +1,5 @@
-"""HTTP surface: ``LongRunningAgentServer``, MLflow's ``AgentServer`` plus
-background mode, retrieval, streaming with resume, cancel and delete.
+"""HTTP surface: ``LongRunningAgentServer``, the routes of MLflow's ``AgentServer``
+plus background mode, retrieval, streaming with resume, cancel and delete.
 
 A background request reads straight down the layers: this module validates
 (:mod:`http_input`) and authorises it, the :class:`Worker` stores and starts
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import inspect
 import json
 import logging
@@ -29,19 +30,17 @@ from typing import Any
 
 import psycopg
 import uvicorn
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from mlflow.genai.agent_server import AgentServer, set_request_headers
 
 from . import http_input, idempotency
+from .agent_runtime import AgentRuntime
 from .attempts import LocalAttempts, RunLease
 from . import conversations
 from .conversation_routes import install_conversation_routes
 from .database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTarget, resolve_target
 from .embedded import EMBEDDED_URL_ENV, EmbeddedPostgres
 from .errors import ApiError, install_error_handlers, not_found
-from .handler import HandlerInvoker
-from .handler_import import HandlerImport
 from .header_checks import HeaderChecks
 from .input_items import list_input_items
 from .identity import owner_of, storable_headers
@@ -77,13 +76,15 @@ class _Engine:
     liveness: Liveness
 
 
-class LongRunningAgentServer(AgentServer):
-    """MLflow ``AgentServer`` with durable background runs on Postgres.
+class LongRunningAgentServer:
+    """An agent server with durable background runs on Postgres.
 
-    Constructor-compatible with ``databricks_ai_bridge.long_running.LongRunningAgentServer``;
-    see README "Server settings" for every argument. The database is chosen at
-    start-up: ``database_url`` / ``DATABASE_URL``, else Lakebase (arguments or
-    ``LAKEBASE_*``), else an embedded PostgreSQL.
+    Constructor- and route-compatible with ``databricks_ai_bridge.long_running.LongRunningAgentServer``
+    (an MLflow ``AgentServer`` subclass) and serving the same ``app``; see README "Server settings"
+    for every argument. Not a subclass itself: MLflow and the agent are imported after start-up
+    (agent_runtime.py), so ``/health`` answers in about a second. The database is chosen at
+    start-up: ``database_url`` / ``DATABASE_URL``, else Lakebase (arguments or ``LAKEBASE_*``),
+    else an embedded PostgreSQL.
 
     Override :meth:`transform_stream_event` to rewrite handler events before
     they are stored (e.g. replace SDK placeholder ids).
@@ -155,11 +156,13 @@ class LongRunningAgentServer(AgentServer):
         self._target: DatabaseTarget | None = None
         self._unavailable_reason = "the database connection is still starting"
         self._serve_web_page = not enable_chat_proxy  # with the proxy, `/` is upstream's chat app
-        super().__init__(agent_type, enable_chat_proxy=enable_chat_proxy)
+        self.agent_type = agent_type
+        self._runtime = AgentRuntime()
         self._tracing = TracingWarmUp()
-        self._handler_import = HandlerImport()
-        self._handler = HandlerInvoker(self.validator, self.transform_stream_event, self._tracing.ready,
-                                       lambda: self._handler_import.wait())
+        self._invoker: Any = None  # the HandlerInvoker, built once MLflow and the agent are imported
+        self._validator: Any = None  # MLflow's request validator, likewise
+        self.app = _chat_proxy_app(agent_type) if enable_chat_proxy else FastAPI(title="Agent Server")
+        self._setup_routes()
         install_error_handlers(self.app)
         install_database_error_handler(self.app)
         self.app.add_middleware(HeaderChecks)
@@ -174,8 +177,34 @@ class LongRunningAgentServer(AgentServer):
 
     def import_handlers_after_start(self, load: Callable[[], Any]) -> None:
         """Call ``load`` (which imports the agent and registers its handlers) in a thread once the
-        server has started: ``/health``, storing requests and resuming runs do not wait for it."""
-        self._handler_import = HandlerImport(load)
+        server has started and MLflow is imported: ``/health``, reading and cancelling stored
+        responses and claiming a dead worker's runs do not wait for it; running a handler does."""
+        self._runtime.load = load
+
+    @property
+    def validator(self) -> Any:
+        """MLflow's ``ResponsesAgentValidator``, as on MLflow's ``AgentServer`` (imports MLflow if the
+        server has not yet)."""
+        if self._validator is None:
+            from .handler import ResponsesAgentValidator
+
+            self._validator = ResponsesAgentValidator()
+        return self._validator
+
+    async def _request_validator(self) -> Any:
+        """The validator, once MLflow is imported (without blocking the event loop on the import)."""
+        if self._validator is None:
+            await self._runtime.mlflow()
+        return self.validator
+
+    async def _run_handler(self, lease: RunLease, writer: Any) -> None:
+        """Run one attempt's handler, once the agent's handlers are registered."""
+        if self._invoker is None:
+            await self._runtime.agent()
+            handler = await self._runtime.mlflow()
+            self._invoker = handler.HandlerInvoker(await self._request_validator(), self.transform_stream_event,
+                                                   self._tracing.ready)
+        await self._invoker(lease, writer)
 
     # ----- lifecycle -----------------------------------------------------------
 
@@ -185,8 +214,8 @@ class LongRunningAgentServer(AgentServer):
         # First thing: a SIGTERM during start-up is bounded by the watchdog too.
         self._shutdown.install(self._begin_shutdown)
         connector = asyncio.create_task(self._connect_until_ready(), name="db-connect")
-        self._tracing.start()
-        self._handler_import.start()
+        self._runtime.start()
+        self._tracing.start(after=self._runtime.mlflow)
         # Wait for the first attempt, so a healthy server accepts background work at once.
         try:
             await asyncio.wait_for(asyncio.shield(self._first_connect_done()), timeout=30)
@@ -208,6 +237,7 @@ class LongRunningAgentServer(AgentServer):
                 await self._shutdown.within_bound(self._handover, close_connections)
             # Last: the warm-up thread cannot be interrupted (after SIGTERM the watchdog bounds it).
             await self._tracing.stop()
+            self._runtime.stop()
             if watchdog is not None:
                 watchdog.cancel()  # done in time; what follows is uvicorn's own exit
             self._shutdown.uninstall()
@@ -263,7 +293,8 @@ class LongRunningAgentServer(AgentServer):
         plain_store = Store(db)
         liveness = Liveness(db, plain_store, self.worker_id)
         worker = Worker(store=plain_store, tail=tail, settings=self.settings, worker_id=self.worker_id,
-                        handler=self._handler, attempts=attempts, dead_owners_by_lock=liveness.use_locks)
+                        handler=self._run_handler, attempts=attempts, dead_owners_by_lock=liveness.use_locks,
+                        request_model_loaded=self._runtime.mlflow)
         db.subscribe(db.queries.events_channel, tail.on_notify)
         db.subscribe(db.queries.control_channel, worker.on_control)
         db.on_listener_reconnect(tail.wake_all)
@@ -285,9 +316,20 @@ class LongRunningAgentServer(AgentServer):
     # ----- routes --------------------------------------------------------------
 
     def _setup_routes(self) -> None:
-        super()._setup_routes()
-        # Our /health also reports the database; drop the parent's.
-        self.app.router.routes = [r for r in self.app.router.routes if getattr(r, "path", None) != "/health"]
+        # MLflow's AgentServer routes: /invocations, /responses, /agent/info, /health.
+        @self.app.post("/invocations")
+        async def invocations(request: Request):
+            return await self._handle_invocations_request(request)
+
+        @self.app.post("/responses")
+        async def create_response(request: Request):
+            """As OpenAI's ``client.responses.create(...)``."""
+            return await self._handle_invocations_request(request)
+
+        @self.app.get("/agent/info")
+        async def agent_info() -> dict[str, Any]:
+            return {"name": os.environ.get("DATABRICKS_APP_NAME", "mlflow_agent_server"), "use_case": "agent",
+                    "mlflow_version": _mlflow_version(), "agent_api": "responses"}
 
         @self.app.get("/health")
         async def health() -> JSONResponse:
@@ -300,7 +342,7 @@ class LongRunningAgentServer(AgentServer):
         if self._serve_web_page:
             install_web_page(self.app)
 
-        install_conversation_routes(self.app, lambda: self._require_engine().store, self.validator,
+        install_conversation_routes(self.app, lambda: self._require_engine().store, self._request_validator,
                                     self.settings.max_request_bytes)
 
         @self.app.get("/responses/{response_id}")
@@ -361,7 +403,7 @@ class LongRunningAgentServer(AgentServer):
             "background_mode": database["status"] == "connected",
             # Runs that start while MLflow tracing warms up (seconds after start-up) are not traced.
             "tracing": "ready" if self._tracing.done else "warming_up",
-            "agent": "ready" if self._handler_import.done else "importing",
+            "agent": "ready" if self._runtime.agent_ready else "importing",
             "worker": {
                 "id": self.worker_id,
                 "running": engine.worker.running_count if engine else 0,
@@ -374,7 +416,6 @@ class LongRunningAgentServer(AgentServer):
 
     async def _handle_invocations_request(self, request: Request):
         headers = dict(request.headers)
-        set_request_headers(headers)
         data = await http_input.read_json_body(request, self.settings.max_request_bytes)
         background = http_input.flag(data.pop("background", None), "background")
         stream = http_input.flag(data.pop("stream", None), "stream")
@@ -386,7 +427,7 @@ class LongRunningAgentServer(AgentServer):
             raise ApiError(400, "A background response must be stored: drop 'store': false, or 'background'.",
                            code="invalid_parameter", param="store")
         try:
-            request_data = self.validator.validate_and_convert_request(data)
+            request_data = (await self._request_validator()).validate_and_convert_request(data)
         except ValueError as exc:
             raise ApiError(400, f"Invalid request body: {str(exc)[:2000]}", code="invalid_request") from None
         request_dict = request_data.model_dump(mode="json", exclude_none=True)
@@ -523,7 +564,7 @@ class LongRunningAgentServer(AgentServer):
                          headers=headers, created_at=time.time(),
                          deadline=time.time() + self.settings.task_timeout_seconds, model=self.model_name,
                          next_sequence=0, metadata=request_dict.get("metadata") or {}, background=False)
-        events = run_unstored(lease, self._handler)
+        events = run_unstored(lease, self._run_handler)
         if stream:
             async def frames() -> AsyncIterator[str]:
                 async with aclosing(events) as stream_events:
@@ -652,6 +693,28 @@ class LongRunningAgentServer(AgentServer):
         finally:
             if embedded is not None:
                 embedded.stop()
+
+
+def _chat_proxy_app(agent_type: str) -> FastAPI:
+    """MLflow's app with its chat-proxy middleware, which forwards what no route matches to the
+    chat UI; our routes replace its own. This imports MLflow at construction: with the proxy, the
+    server starts as slowly as MLflow's."""
+    from mlflow.genai.agent_server import AgentServer
+
+    app = AgentServer(agent_type, enable_chat_proxy=True).app
+    theirs = {"/invocations", "/responses", "/agent/info", "/health"}
+    app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) not in theirs]
+    return app
+
+
+def _mlflow_version() -> str:
+    """MLflow's version without importing it."""
+    for distribution in ("mlflow", "mlflow-skinny"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:

@@ -2,14 +2,17 @@
 
 MLflow builds its tracking store and tracer provider on the first span, which
 takes seconds and would block the event loop inside the first run. It is done
-once in a thread after start-up; runs that start before it has finished run
-untraced rather than wait (``TracingWarmUp.ready``).
+once in a thread after start-up (after MLflow itself is imported, see
+agent_runtime.py); runs that start before it has finished run untraced rather
+than wait (``TracingWarmUp.ready``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -19,10 +22,18 @@ class TracingWarmUp:
 
     def __init__(self) -> None:
         self._task: asyncio.Task | None = None
+        self._warming = False  # the thread has started: it cannot be interrupted
         self._untraced_logged = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(asyncio.to_thread(warm_up_tracing), name="tracing-warm-up")
+    def start(self, after: Callable[[], Awaitable[Any]]) -> None:
+        """Warm up once ``after()`` (MLflow's import) is done."""
+        async def warm_up() -> None:
+            await after()
+            self._warming = True
+            await asyncio.to_thread(warm_up_tracing)
+
+        self._warming = False
+        self._task = asyncio.create_task(warm_up(), name="tracing-warm-up")
 
     @property
     def done(self) -> bool:
@@ -37,6 +48,8 @@ class TracingWarmUp:
 
     async def stop(self) -> None:
         if self._task is not None:
+            if not self._warming:
+                self._task.cancel()  # still waiting for MLflow: nothing to warm up for any more
             await asyncio.gather(self._task, return_exceptions=True)
 
 

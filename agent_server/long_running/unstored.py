@@ -10,8 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlflow.genai.agent_server import set_request_headers
-
 from .attempt import Handler
 from .attempts import RunLease
 from .models import Status
@@ -52,7 +50,6 @@ class MemoryWriter:
 async def run_unstored(lease: RunLease, handler: Handler) -> AsyncIterator[str]:
     """The whole stream of one unstored run, as serialised events (lifecycle included)."""
     writer = MemoryWriter(lease)
-    set_request_headers(lease.headers)
 
     async def run() -> None:
         writer.append({"type": "response.created", "response": writer.response(Status.IN_PROGRESS)})

@@ -14,11 +14,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from mlflow.genai.agent_server import set_request_headers
 
 from . import conversations, recovery
 from .attempt import Handler, run_attempt
@@ -63,6 +61,8 @@ class Worker:
     _claims_idle: asyncio.Event = field(default_factory=lambda: _set_event())
     _loops: list[asyncio.Task] = field(default_factory=list)
     _last_heartbeat_ok: float = field(default_factory=time.monotonic)
+    # Until MLflow's request model (which parses a conversation's history) is imported.
+    request_model_loaded: Callable[[], Awaitable[Any]] = lambda: asyncio.sleep(0)
     # Whether a free liveness lock marks a run's owner as dead (liveness.py); else heartbeats only.
     dead_owners_by_lock: Callable[[], bool] = lambda: False
     # The event batches of all attempts in this worker are committed together.
@@ -229,10 +229,10 @@ class Worker:
             on_committed=self.tail.committed,
             on_stopped=lambda exc: self.stop_local(rid, str(exc)),
         )
-        set_request_headers(lease.headers)
         logger.info("Running %s attempt %d on %s", rid, lease.attempt_number, self.worker_id)
         if lease.history is not None:
             try:
+                await self.request_model_loaded()
                 lease.history_items = await self.histories.items(lease.history)
             except Exception as exc:
                 # No final write: the run goes stale and is resumed (here or elsewhere) once readable.
