@@ -49,6 +49,23 @@ def test_anchor_constructor_call_is_accepted():
             "/health", "/agent/info"} <= paths
 
 
+@pytest.mark.parametrize("app_name", [None, "my-agent-app"])
+def test_agent_info_answers_as_mlflows_agent_server(monkeypatch, app_name):
+    """Our server is not MLflow's AgentServer subclass (that would import MLflow before it can
+    answer): its /agent/info must still say exactly what MLflow's says."""
+    from fastapi.testclient import TestClient
+    from mlflow.genai.agent_server import AgentServer
+
+    if app_name is None:
+        monkeypatch.delenv("DATABRICKS_APP_NAME", raising=False)
+    else:
+        monkeypatch.setenv("DATABRICKS_APP_NAME", app_name)
+    ours = LongRunningAgentServer("ResponsesAgent", database_url="postgresql://unused/db").app
+    theirs = AgentServer("ResponsesAgent").app
+    # (No lifespan: /agent/info needs neither the database nor the agent.)
+    assert TestClient(ours).get("/agent/info").json() == TestClient(theirs).get("/agent/info").json()
+
+
 @pytest.mark.parametrize(
     "env,backend,fragment",
     [
