@@ -63,10 +63,6 @@ class AgentRuntime:
         self._futures = None
 
     @property
-    def mlflow_ready(self) -> bool:
-        return isinstance(self._outcomes.get(_MLFLOW), ModuleType)
-
-    @property
     def agent_ready(self) -> bool:
         return _AGENT in self._outcomes and self._outcomes[_AGENT] is None
 

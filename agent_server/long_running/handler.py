@@ -23,7 +23,8 @@ from .stream_grammar import StreamGrammar
 from .tool_calls import AttemptToolCalls, attempt_tool_calls
 from .writer import AttemptWriter
 
-__all__ = ["HandlerInvoker", "ResponsesAgentRequest", "ResponsesAgentValidator"]
+# ResponsesAgentValidator is re-exported: the server builds it once MLflow is imported here.
+__all__ = ["HandlerInvoker", "ResponsesAgentValidator"]
 
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
 _INT_OR_NONE = (int, type(None))
