@@ -25,7 +25,7 @@ if _env_file:
     load_dotenv(dotenv_path=_env_file, override=True)
 
 from agent_server.agents import DEFAULT_FRAMEWORK, FRAMEWORKS, load_agent
-from agent_server.agents.model_choice import choose_model
+from agent_server.agents.common.model_choice import choose_model
 from agent_server.long_running import LongRunningAgentServer
 from agent_server.utils import LakebaseConfigError, init_lakebase_config, replace_fake_id
 

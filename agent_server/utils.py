@@ -9,7 +9,7 @@ from typing import Any
 
 # The Lakebase settings have one parser, in the engine; start_server.py and
 # your own code read them through these names.
-from agent_server.long_running.lakebase_config import (  # noqa: F401
+from agent_server.long_running.storage.lakebase_config import (  # noqa: F401
     LakebaseConfig,
     LakebaseConfigError,
     init_lakebase_config,

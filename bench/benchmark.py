@@ -715,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown figure(s) {sorted(unknown)}; choose from {', '.join(FIGURES)}")
 
     sys.path.insert(0, str(PROJECT_ROOT))
-    from agent_server.long_running.embedded import EmbeddedPostgres
+    from agent_server.long_running.storage.embedded import EmbeddedPostgres
 
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so servers and PostgreSQL are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
     sys.path.insert(0, str(PROJECT_ROOT))
-    from agent_server.long_running.embedded import EmbeddedPostgres
+    from agent_server.long_running.storage.embedded import EmbeddedPostgres
 
     # A SIGTERM (a CI time-out) unwinds normally, so every server and the database are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -23,10 +23,10 @@ import uuid
 
 import uvicorn
 
-from agent_server.long_running.database import Database, DatabaseTarget
-from agent_server.long_running.models import Status
-from agent_server.long_running.queries import Queries
-from agent_server.long_running.store import Store
+from agent_server.long_running.storage.database import Database, DatabaseTarget
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.storage.queries import Queries
+from agent_server.long_running.storage.store import Store
 
 _JSON = [(b"content-type", b"application/json")]
 

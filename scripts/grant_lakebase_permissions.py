@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from agent_server.long_running.lakebase_config import (
+from agent_server.long_running.storage.lakebase_config import (
     THREE_OPTIONS,
     LakebaseConfig,
     LakebaseConfigError,

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from agent_server.long_running.embedded import EmbeddedPostgres
+from agent_server.long_running.storage.embedded import EmbeddedPostgres
 from tests.support import ServerProcess, python_argv
 
 _server_numbers = itertools.count()

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from agent_server.long_running.database import Database, DatabaseTarget
-from agent_server.long_running.models import Status
-from agent_server.long_running.queries import Queries
-from agent_server.long_running.store import Store
+from agent_server.long_running.storage.database import Database, DatabaseTarget
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.storage.queries import Queries
+from agent_server.long_running.storage.store import Store
 
 # One implementation of "a server in a child process", shared with the scripts.
 from scripts.server_process import PROJECT_ROOT, ServerProcess, free_port  # noqa: E402,F401

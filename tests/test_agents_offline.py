@@ -16,8 +16,8 @@ import pytest
 from mlflow.types.responses import ResponsesAgentRequest
 
 from agent_server.agents import FRAMEWORKS
-from agent_server.agents.model_choice import OFFLINE_MODEL_NAME, choose_model
-from agent_server.agents.offline.script import split_tokens
+from agent_server.agents.common.model_choice import OFFLINE_MODEL_NAME, choose_model
+from agent_server.agents.common.offline.script import split_tokens
 from tests.support import ServerProcess, agent_server_process
 
 VARIANTS = sorted(FRAMEWORKS)
@@ -127,7 +127,7 @@ def test_handler_continues_a_conversation_with_a_tool_result_in_the_input(agent)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_offline_model_streams_at_the_configured_pace(variant):
     """Each token waits OFFLINE_MODEL_TOKEN_DELAY_SECONDS (checked on the model itself)."""
-    from agent_server.agents.offline.script import TextReply, Turn, plan_reply
+    from agent_server.agents.common.offline.script import TextReply, Turn, plan_reply
 
     text = plan_reply([Turn("user", "hi")], []).text
     assert isinstance(plan_reply([Turn("user", "hi")], []), TextReply)
@@ -137,7 +137,7 @@ def test_offline_model_streams_at_the_configured_pace(variant):
         from agents import ModelSettings
         from agents.models.interface import ModelTracing
 
-        from agent_server.agents.offline.openai_model import OfflineAgentsModel
+        from agent_server.agents.common.offline.openai_model import OfflineAgentsModel
 
         async def stream():
             model = OfflineAgentsModel(token_delay=delay)
@@ -149,7 +149,7 @@ def test_offline_model_streams_at_the_configured_pace(variant):
         streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
         assert events[-1].type == "response.completed"
     else:
-        from agent_server.agents.offline.langchain_model import OfflineChatModel
+        from agent_server.agents.common.offline.langchain_model import OfflineChatModel
 
         async def stream():
             return [c async for c in OfflineChatModel(token_delay=delay).astream("hi")]

@@ -10,6 +10,7 @@ interrupts it; nobody sees or continues another identity's conversation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import uuid
@@ -19,10 +20,9 @@ import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
-from agent_server.long_running.attempts import HistoryRef
-from agent_server.long_running.conversations import HistoryCache
-from agent_server.long_running.models import Status
-from agent_server.long_running.store import Store
+from agent_server.long_running.conversations.turns import HistoryCache, HistoryRef, Turn
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.storage.store import Store
 from tests.support import ServerProcess, offline_variant_servers, iter_sse, open_database, read_records, wait_for_status
 
 VARIANTS = sorted(FRAMEWORKS)
@@ -319,7 +319,8 @@ def test_retention_forgets_idle_conversations_but_not_one_with_a_turn_running(pg
         for conversation_id in (idle, busy):
             await store.create_conversation(conversation_id, "", items=[{"role": "user", "content": "hi"}])
         status, history_end = await store.insert_turn(
-            conversation_id=busy, start_here=True, reject_if_busy=False, created_event=lambda _status: "{}",
+            conversation_id=busy, decide=functools.partial(Turn(busy, "enqueue").status_for, start_here=True),
+            created_event=lambda _status: "{}",
             response_id="resp_" + "c" * 32, owner="", worker_id="w", created_at=time.time(),
             request={"input": []}, request_headers={}, model="m")
         assert (status, history_end) == (Status.IN_PROGRESS, 1)

@@ -18,8 +18,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from agent_server.long_running.database import Database, DatabaseTarget
-from agent_server.long_running.queries import Queries
+from agent_server.long_running.storage.database import Database, DatabaseTarget
+from agent_server.long_running.storage.queries import Queries
 from scripts import grant_lakebase_permissions as grant
 
 from .support import PROJECT_ROOT, ServerProcess, python_argv

@@ -9,9 +9,9 @@ import json
 
 import psycopg
 
-from agent_server.long_running.group_commit import GroupCommit
-from agent_server.long_running.models import Status
-from agent_server.long_running.store import Finish, Store
+from agent_server.long_running.events.group_commit import GroupCommit
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.storage.store import Finish, Store
 from tests.support import insert_response, open_database
 
 

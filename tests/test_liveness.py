@@ -16,8 +16,8 @@ import time
 
 import httpx
 
-from agent_server.long_running.database import DatabaseTarget
-from agent_server.long_running.liveness import pooler_in_path
+from agent_server.long_running.storage.database import DatabaseTarget
+from agent_server.long_running.runs.liveness import pooler_in_path
 from tests.support import iter_sse, read_records, stream_frames, wait_for_status
 
 LOCK_PATH = {"heartbeat_interval_seconds": 1.0, "heartbeat_stale_threshold_seconds": 60.0,

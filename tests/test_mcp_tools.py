@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
-from agent_server.agents.mcp_servers import McpSettingsError, Unavailable, mcp_settings, unavailable_note
-from agent_server.agents.offline.script import TextReply, ToolCall, Turn, plan_reply
+from agent_server.agents.common.mcp_servers import McpSettingsError, Unavailable, mcp_settings, unavailable_note
+from agent_server.agents.common.offline.script import TextReply, ToolCall, Turn, plan_reply
 from tests.support import ServerProcess, agent_server_process, python_argv
 
 # ----- settings -----------------------------------------------------------------

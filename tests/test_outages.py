@@ -21,7 +21,7 @@ import psutil
 import psycopg
 import pytest
 
-from agent_server.long_running.embedded import EmbeddedPostgres
+from agent_server.long_running.storage.embedded import EmbeddedPostgres
 from bench import chaos
 from bench.chaos import Figures
 from tests.conftest import _start_synthetic

@@ -12,9 +12,9 @@ import httpx
 import openai
 import pytest
 
-from agent_server.long_running.identity import owner_of
-from agent_server.long_running.models import Status
-from agent_server.long_running.store import Store
+from agent_server.long_running.http.identity import owner_of
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.storage.store import Store
 from tests.support import iter_sse, open_database, parse_sse, stream_frames, wait_for_status
 
 

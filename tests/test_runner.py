@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agent_server.long_running.attempts import LocalAttempts
-from agent_server.long_running.models import Status
-from agent_server.long_running.tail import EventTail
-from agent_server.long_running.worker import Worker
+from agent_server.long_running.runs.leases import LocalAttempts
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.events.tail import EventTail
+from agent_server.long_running.runs.worker import Worker
 from agent_server.long_running.settings import EngineSettings
-from agent_server.long_running.store import Store
+from agent_server.long_running.storage.store import Store
 from tests.support import open_database
 
 _ITEM = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",

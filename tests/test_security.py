@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_server.long_running.queries import Queries, _raw_queries
+from agent_server.long_running.storage.queries import Queries, _raw_queries
 from agent_server.long_running.settings import EngineSettings
 from bench import chaos
 from tests.support import stream_frames, wait_for_status

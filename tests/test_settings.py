@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent_server.long_running import LongRunningAgentServer
-from agent_server.long_running.database import DatabaseUnavailable, resolve_target
-from agent_server.long_running.lakebase_config import LakebaseConfig
+from agent_server.long_running.storage.database import DatabaseUnavailable, resolve_target
+from agent_server.long_running.storage.lakebase_config import LakebaseConfig
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,10 @@ import httpx
 import psycopg
 import pytest
 
-from agent_server.long_running.models import Status
-from agent_server.long_running.queries import Queries
-from agent_server.long_running.store import Store
+from agent_server.long_running.events.response_object import terminal_event_data
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.storage.queries import Queries
+from agent_server.long_running.storage.store import Store
 from tests.support import (
     ServerProcess,
     insert_response,
@@ -86,7 +87,7 @@ def test_retention_deletes_only_old_finished_responses(pg_url, db_schema, sql):
         store = Store(db)
         for rid, status in (("resp_" + "a" * 32, Status.IN_PROGRESS), ("resp_" + "b" * 32, Status.IN_PROGRESS)):
             await insert_response(store, rid, status)
-        await store.finalize("resp_" + "b" * 32, status=Status.CANCELLED)
+        await store.finalize("resp_" + "b" * 32, status=Status.CANCELLED, terminal_event=terminal_event_data)
         sql(f"UPDATE {db_schema}.responses SET updated_at = now() - interval '2 hours'")
         await store.delete_expired(3600)
         await db.close()
@@ -227,7 +228,7 @@ def test_sigterm_to_a_single_worker_server_also_stops_its_embedded_postgres(tmp_
 
 
 def test_migration_versions_are_unique():
-    from agent_server.long_running.queries import Queries
+    from agent_server.long_running.storage.queries import Queries
 
     versions = [m.version for m in Queries("x").migrations()]
     assert versions == sorted(set(versions)), versions

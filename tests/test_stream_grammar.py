@@ -12,9 +12,9 @@ from mlflow.types.responses import ResponsesAgentStreamEvent
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
 
-from agent_server.long_running.models import Status
-from agent_server.long_running.response_object import build_response, event_json
-from agent_server.long_running.stream_grammar import StreamGrammar, seam_after
+from agent_server.long_running.storage.models import Status
+from agent_server.long_running.events.response_object import build_response, event_json
+from agent_server.long_running.events.stream_grammar import StreamGrammar, seam_after
 
 RID = "resp_" + "a" * 32
 EVENT = pydantic.TypeAdapter(ResponseStreamEvent)

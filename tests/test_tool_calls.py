@@ -21,14 +21,14 @@ from langchain_core.messages import convert_to_messages
 from mlflow.types.responses import ResponsesAgentRequest
 
 from agent_server.agents import FRAMEWORKS
-from agent_server.agents.offline.langchain_model import turns_from_messages
-from agent_server.agents.offline.openai_model import turns_from_items
-from agent_server.agents.offline.script import ToolCall, plan_reply
-from agent_server.agents.request_input import chat_messages, input_items
-from agent_server.long_running.durable_tool import current_idempotency_key, durable_tool
-from agent_server.long_running.recovery import resume_request
-from agent_server.long_running.store import Store
-from agent_server.long_running.tool_calls import AttemptToolCalls, RecordedToolCall, attempt_tool_calls
+from agent_server.agents.common.offline.langchain_model import turns_from_messages
+from agent_server.agents.common.offline.openai_model import turns_from_items
+from agent_server.agents.common.offline.script import ToolCall, plan_reply
+from agent_server.agents.common.request_input import chat_messages, input_items
+from agent_server.long_running.tools.durable_tool import current_idempotency_key, durable_tool
+from agent_server.long_running.runs.recovery import resume_request
+from agent_server.long_running.storage.store import Store
+from agent_server.long_running.tools.tool_calls import AttemptToolCalls, RecordedToolCall, attempt_tool_calls
 from bench.tool_calls import CLOCK, FINISHED, STARTED, OwnerAndSurvivor, killed_after_the_tool_finished, wait_until
 from tests.support import insert_response, open_database
 
@@ -111,8 +111,8 @@ def test_both_sdks_build_the_same_tool_schema_as_for_the_plain_functions():
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
     from agent_server.agents.tools import TOOLS
-    from agent_server.agents.tools_langchain import as_langchain_tool
-    from agent_server.agents.tools_openai import as_function_tool
+    from agent_server.agents.langgraph_adapter.tools import as_langchain_tool
+    from agent_server.agents.openai_adapter.tools import as_function_tool
 
     for tool in TOOLS:
         plain = tool.__wrapped__

@@ -2,8 +2,8 @@
 
 A tool-calling graph: the model node answers or asks for tools, the tools
 node runs them, and the loop ends when the model answers without a tool call.
-Change ``INSTRUCTIONS``, the tools (see ``tools.py``) or ``build_graph``;
-MCP servers come from ``MCP_SERVERS`` (see ``mcp_servers.py``). The handlers
+Change the tools (see ``tools.py``), the instructions (``instructions.py``) or ``build_graph``;
+MCP servers come from ``MCP_SERVERS`` (see ``common/mcp_servers.py``). The handlers
 at the bottom stream the graph to the server. Importing this module
 registers them with the server.
 """
@@ -23,21 +23,20 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
-from .langgraph_events import responses_events
-from .mcp_langchain import load_mcp_tools
-from .mcp_servers import mcp_settings_at_startup, note_events
-from .model_choice import choose_model
-from .request_input import chat_messages
+from agent_server.utils import PLACEHOLDER_PREFIX
+
+from .common.mcp_servers import mcp_settings_at_startup, note_events
+from .common.model_choice import choose_model
+from .common.request_input import chat_messages
+from .handlers import output_of
+from .instructions import INSTRUCTIONS
+from .langgraph_adapter.events import responses_events
+from .langgraph_adapter.mcp import load_mcp_tools
+from .langgraph_adapter.tools import as_langchain_tool
 from .tools import TOOLS
-from .tools_langchain import as_langchain_tool
 
 MODEL = choose_model()
 MCP = mcp_settings_at_startup()
-
-INSTRUCTIONS = (
-    "You are a helpful assistant. Use get_current_time when asked about the time or date, "
-    "and research when asked to research a topic; pass the seconds the user asks for."
-)
 
 mlflow.langchain.autolog()
 
@@ -45,7 +44,7 @@ mlflow.langchain.autolog()
 def build_model() -> BaseChatModel:
     """The chat model: a Databricks serving endpoint, or the offline model."""
     if MODEL.offline:
-        from .offline.langchain_model import OfflineChatModel
+        from .common.offline.langchain_model import OfflineChatModel
 
         return OfflineChatModel()
     from databricks_langchain import ChatDatabricks
@@ -84,7 +83,7 @@ async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
         # Servers are checked for every run; one that fails is left out and
         # the response says so before the answer.
         mcp_tools, unavailable = await load_mcp_tools(MCP)
-        for event in note_events(unavailable, f"resp_placeholder_{uuid.uuid4().hex}"):
+        for event in note_events(unavailable, f"{PLACEHOLDER_PREFIX}{uuid.uuid4().hex}"):
             yield event
         graph = build_graph(mcp_tools)
     astream = graph.astream({"messages": chat_messages(request)}, stream_mode=["updates", "messages"])
@@ -95,5 +94,4 @@ async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
 @invoke()
 async def invoke_handler(request: ResponsesAgentRequest) -> dict:
     """Run the graph to the end; the output items of the stream."""
-    items = [event["item"] async for event in stream_handler(request) if event["type"] == "response.output_item.done"]
-    return {"output": items}
+    return await output_of(stream_handler, request)

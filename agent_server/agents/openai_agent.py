@@ -1,7 +1,7 @@
 """The OpenAI Agents SDK variant. This is the file you edit.
 
-Change ``INSTRUCTIONS``, the tools (see ``tools.py``) or ``create_agent``;
-MCP servers come from ``MCP_SERVERS`` (see ``mcp_servers.py``). The handlers
+Change the tools (see ``tools.py``), the instructions (``instructions.py``) or ``create_agent``;
+MCP servers come from ``MCP_SERVERS`` (see ``common/mcp_servers.py``). The handlers
 at the bottom stream the run to the server and seldom need changes.
 Importing this module registers them with the server.
 """
@@ -20,21 +20,18 @@ from agents.tracing import set_trace_processors
 from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
-from .mcp_openai import connect_mcp_servers
-from .mcp_servers import mcp_settings_at_startup, note_events
-from .model_choice import choose_model
-from .openai_events import responses_events
-from .request_input import input_items
+from .common.mcp_servers import mcp_settings_at_startup, note_events
+from .common.model_choice import choose_model
+from .common.request_input import input_items
+from .handlers import output_of
+from .instructions import INSTRUCTIONS
+from .openai_adapter.events import responses_events
+from .openai_adapter.mcp import connect_mcp_servers
+from .openai_adapter.tools import as_function_tool
 from .tools import TOOLS
-from .tools_openai import as_function_tool
 
 MODEL = choose_model()
 MCP = mcp_settings_at_startup()
-
-INSTRUCTIONS = (
-    "You are a helpful assistant. Use get_current_time when asked about the time or date, "
-    "and research when asked to research a topic; pass the seconds the user asks for."
-)
 
 # Traces go to MLflow only; the SDK's default exporter would try to reach api.openai.com.
 set_trace_processors([])
@@ -45,7 +42,7 @@ mlflow.openai.autolog()
 def build_model() -> Model:
     """The model behind the agent: a Databricks serving endpoint, or the offline model."""
     if MODEL.offline:
-        from .offline.openai_model import OfflineAgentsModel
+        from .common.offline.openai_model import OfflineAgentsModel
 
         return OfflineAgentsModel()
     from agents import OpenAIChatCompletionsModel
@@ -83,5 +80,4 @@ async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
 @invoke()
 async def invoke_handler(request: ResponsesAgentRequest) -> dict:
     """Run the agent to the end; the output items of the stream."""
-    items = [event["item"] async for event in stream_handler(request) if event["type"] == "response.output_item.done"]
-    return {"output": items}
+    return await output_of(stream_handler, request)

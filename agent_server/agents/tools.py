@@ -19,7 +19,7 @@ import logging
 import os
 from datetime import datetime, timezone
 
-from ..long_running.durable_tool import current_idempotency_key, durable_tool
+from . import current_idempotency_key, durable_tool
 
 logger = logging.getLogger(__name__)
 

@@ -82,7 +82,7 @@ def _cell(value, width: int) -> str:
 
 def _request_text(request) -> str:
     """The row's question: the input text, or the last input item's text."""
-    from agent_server.agents.message_text import text_of
+    from agent_server.agents.common.message_text import text_of
 
     if isinstance(request, dict):
         request = request.get("input", request)

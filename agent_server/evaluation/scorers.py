@@ -6,7 +6,7 @@ from __future__ import annotations
 from mlflow.entities import Feedback
 from mlflow.genai.scorers import scorer
 
-from ..agents.message_text import text_of
+from agent_server.agents.common.message_text import text_of
 
 
 def _items(outputs) -> list[dict]:

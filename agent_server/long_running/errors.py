@@ -34,6 +34,11 @@ def not_found(response_id: str) -> ApiError:
     return ApiError(404, f"No response with id '{response_id}' found.", code="response_not_found", param="response_id")
 
 
+def shutting_down() -> ApiError:
+    return ApiError(503, "The server is shutting down; retry (another worker, or this one once restarted, "
+                    "answers).", code="server_shutting_down")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, ours or the framework's, answer in the OpenAI shape."""
 

@@ -8,11 +8,15 @@ checked against a strict identifier pattern.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 # Lowercase so it needs no quoting surprises; 40 characters so that derived
 # channel names (schema + suffix) stay under Postgres' 63-byte identifier limit.
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+#: What a message does while its conversation's previous response still runs: wait behind it,
+#: be refused (409), or cancel it.
+MULTITASK_STRATEGIES = ("enqueue", "reject", "interrupt")
 
 
 def check_schema_name(name: object) -> str:
@@ -47,6 +51,16 @@ class EngineSettings:
     db_request_timeout_seconds: float = 2.0
     # How long the process may take to exit after SIGTERM, open streams or not.
     shutdown_timeout_seconds: float = 5.0
+    # Accepted for compatibility with databricks-ai-bridge; this engine's shutdown is bounded
+    # by shutdown_timeout_seconds.
+    cleanup_timeout_seconds: float = 7.0
+    db_pool_max_size: int = 10
+    # The default of the per-request multitask_strategy field.
+    multitask_strategy: str = "enqueue"
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
 
     def __post_init__(self) -> None:
         positive = (
@@ -62,6 +76,7 @@ class EngineSettings:
             "db_retry_seconds",
             "db_request_timeout_seconds",
             "shutdown_timeout_seconds",
+            "cleanup_timeout_seconds",
         )
         for name in positive:
             value = getattr(self, name)
@@ -74,3 +89,9 @@ class EngineSettings:
                 "or a live owner would look dead between two heartbeats"
             )
         check_schema_name(self.db_schema)
+        if isinstance(self.db_pool_max_size, bool) or not isinstance(self.db_pool_max_size, int) \
+                or self.db_pool_max_size < 2:
+            raise ValueError(f"db_pool_max_size must be an integer of at least 2, got {self.db_pool_max_size!r}")
+        if self.multitask_strategy not in MULTITASK_STRATEGIES:
+            raise ValueError(f"multitask_strategy must be one of {', '.join(MULTITASK_STRATEGIES)}, "
+                             f"got {self.multitask_strategy!r}")

@@ -1,0 +1,1 @@
+"""What both agent variants share: model choice, MCP settings, request input, the offline model."""

@@ -1,0 +1,10 @@
+"""What the agent is told before every conversation. This is a file you edit.
+
+Both variants send ``INSTRUCTIONS`` as the system message; describe the
+agent's job and when to use each tool in ``tools.py``.
+"""
+
+INSTRUCTIONS = (
+    "You are a helpful assistant. Use get_current_time when asked about the time or date, "
+    "and research when asked to research a topic; pass the seconds the user asks for."
+)

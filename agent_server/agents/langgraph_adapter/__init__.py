@@ -1,0 +1,1 @@
+"""What the LangGraph variant needs besides its graph: stream events, MCP, tools."""

@@ -1,0 +1,1 @@
+"""What the OpenAI Agents SDK variant needs besides its agent: stream events, MCP, tools."""

@@ -1,0 +1,1 @@
+"""Conversations: which one a response joins, and the history its handler sees."""

@@ -1,0 +1,1 @@
+"""The event log: the stream grammar, Response objects, group commit and tailing."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: routes, what a request must look like, who is asking, how a stream ends."""

@@ -1,0 +1,1 @@
+"""This server process: MLflow and the agent imported after start-up, tracing warm-up, shutdown."""

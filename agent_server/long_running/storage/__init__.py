@@ -1,0 +1,1 @@
+"""Postgres: connections, the named SQL, typed calls over it, row types."""

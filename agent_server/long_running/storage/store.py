@@ -1,0 +1,458 @@
+"""Typed calls over the named SQL in ``sql/queries.sql``.
+
+Each method runs one named statement (or, for decisions made outside a run's
+owner, one short transaction) and returns rows as dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from psycopg.types.json import Jsonb
+
+from .bounded import Deadline
+from .database import Database
+from .models import ConversationRow, RecordedToolCall, ResponseRow, ResponseSummary, Status, StoredEvent
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The final write of one response: its last events, status and output."""
+
+    response_id: str
+    attempt_number: int
+    status: Status
+    output: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    trace_id: str | None
+    events: Sequence[tuple[int, str, str]]  # unflushed (sequence_number, type, data), the terminal one last
+    custom_outputs: dict[str, Any] | None = None
+    # False: the owning attempt's own final write. True: a cancel or time-out decided
+    # outside the owner, which wakes every listener and tells the owner to stop.
+    external: bool = False
+
+
+class ConversationGone(Exception):
+    """The conversation was deleted before the new turn was stored."""
+
+
+class Store:
+    """With a ``deadline`` (the store of the routes and tails, whose clients wait), every call
+    answers within it or raises :class:`DatabaseUnreachable`; without one (the worker's, whose
+    writes retry on their own terms), calls wait as long as the pool and the statement time-out let
+    them. Every call made under a deadline is a read or an idempotent write, so retrying it is
+    harmless."""
+
+    def __init__(self, db: Database, deadline: Deadline | None = None):
+        self.db = db
+        self.q = db.queries
+        self.deadline = deadline
+
+    async def bounded(self, call: Callable[[], Awaitable[T]], *, retry: bool = True,
+                      extra_seconds: float = 0.0) -> T:
+        """``await call()`` under this store's deadline, if it has one."""
+        if self.deadline is None:
+            return await call()
+        return await self.deadline(call, retry=retry, extra_seconds=extra_seconds)
+
+    async def _one(self, query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        async def one() -> dict[str, Any] | None:
+            async with self.db.pool.connection() as conn:
+                return await (await conn.execute(query, params)).fetchone()
+
+        return await self.bounded(one)
+
+    async def _all(self, query, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async def rows() -> list[dict[str, Any]]:
+            async with self.db.pool.connection() as conn:
+                return await (await conn.execute(query, params)).fetchall()
+
+        return await self.bounded(rows)
+
+    async def _run(self, query, params: dict[str, Any] | None = None) -> None:
+        async def run() -> None:
+            async with self.db.pool.connection() as conn:
+                await conn.execute(query, params)
+
+        await self.bounded(run)
+
+    async def ping(self) -> None:
+        await self._one(self.q.ping)
+
+    async def insert_response(
+        self,
+        *,
+        response_id: str,
+        owner: str,
+        status: Status,
+        worker_id: str | None,
+        created_at: float,
+        request: dict[str, Any],
+        request_headers: dict[str, str],
+        model: str,
+        created_event: str,
+        background: bool = True,
+        conversation_id: str | None = None,
+        history_end: int | None = None,
+        conn=None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        params = {
+                "response_id": response_id,
+                "owner": owner,
+                "status": status.value,
+                "attempt_number": 1 if status is Status.IN_PROGRESS else 0,
+                "worker_id": worker_id,
+                "created_at": created_at,
+                "request": Jsonb(request),
+                "request_headers": Jsonb(request_headers),
+                "model": model,
+                "created_event": created_event,
+                "background": background,
+                "control_channel": self.q.control_channel,
+                "conversation_id": conversation_id,
+                "history_end": history_end,
+                "idempotency_key": idempotency_key,
+            }
+        if conn is None:
+            await self._one(self.q.insert_response, params)
+        else:
+            await conn.execute(self.q.insert_response, params)
+
+    async def insert_turn(
+        self,
+        *,
+        conversation_id: str,
+        decide: Callable[[list[tuple[str, Status]]], Status],
+        created_event: Callable[[Status], str],
+        **response: Any,
+    ) -> tuple[Status, int | None]:
+        """Store a new turn of a conversation, one new turn of it at a time (the conversation row
+        is locked). ``decide(unfinished)`` is given the conversation's unfinished turns
+        ``(response_id, status)`` and answers the new turn's status (or raises to store nothing).
+        Returns that status and, if it starts now, how many conversation items its handler sees."""
+        async with self.db.pool.connection() as conn, conn.transaction():
+            conversation = await (await conn.execute(
+                self.q.lock_conversation, {"conversation_id": conversation_id})).fetchone()
+            if conversation is None:
+                raise ConversationGone(conversation_id)
+            # A new statement: it sees every turn committed before the lock was granted.
+            unfinished = await (await conn.execute(
+                self.q.unfinished_turns, {"conversation_id": conversation_id})).fetchall()
+            status = decide([(r["response_id"], Status(r["status"])) for r in unfinished])
+            history_end = conversation["item_count"] if status is Status.IN_PROGRESS else None
+            if status is Status.QUEUED:
+                response = {**response, "worker_id": None}  # whichever worker claims it
+            await self.insert_response(**response, status=status, created_event=created_event(status),
+                                       conversation_id=conversation_id, history_end=history_end, conn=conn)
+        return status, history_end
+
+    async def claim_queued(self, worker_id: str) -> ResponseRow | None:
+        record = await self._one(self.q.claim_queued, {"worker_id": worker_id})
+        return ResponseRow.from_record(record) if record else None
+
+    async def claim_stale(
+        self, worker_id: str, *, stale_seconds: float, timeout_seconds: float, limit: int,
+        own_running: Sequence[str] = (), dead_owners: bool = False,
+    ) -> list[ResponseRow]:
+        """Runs whose heartbeat is stale; with ``dead_owners``, also those whose owner's liveness lock is free."""
+        records = await self._all(
+            self.q.claim_stale,
+            {
+                "worker_id": worker_id,
+                "dead_owners": dead_owners,
+                "own_running": list(own_running),
+                "stale_seconds": float(stale_seconds),
+                "timeout_seconds": float(timeout_seconds),
+                "limit": limit,
+            },
+        )
+        rows = [ResponseRow.from_record(r) for r in records]
+        if rows:
+            # The claim's own snapshot predates a batch the old owner may have
+            # committed just before the claim locked the row; read it afresh.
+            lasts = await self._all(self.q.last_sequences, {"response_ids": [row.response_id for row in rows]})
+            last = {r["response_id"]: r["last_sequence"] for r in lasts}
+            rows = [replace(row, last_sequence=last[row.response_id]) for row in rows]
+        return rows
+
+    async def renew_leases(self, leases: Sequence[tuple[str, int]]) -> set[str]:
+        """Heartbeat: renew ``(response_id, attempt_number)`` leases; returns the ids still ours."""
+        return await self._touch_leases(leases, release=False)
+
+    async def release_leases(self, leases: Sequence[tuple[str, int]]) -> None:
+        """Clean shutdown: make our leases stale at once, so another worker resumes them now."""
+        await self._touch_leases(leases, release=True)
+
+    async def _touch_leases(self, leases: Sequence[tuple[str, int]], *, release: bool) -> set[str]:
+        records = await self._all(
+            self.q.touch_leases,
+            {"response_ids": [rid for rid, _ in leases], "attempt_numbers": [a for _, a in leases],
+             "release": release},
+        )
+        return {r["response_id"] for r in records}
+
+    async def append_events(
+        self, batches: Sequence[tuple[str, int, Sequence[tuple[int, str, str]]]]
+    ) -> set[tuple[str, int]]:
+        """Store attempts' ``(response_id, attempt_number, rows)`` batches in one statement;
+        returns the ``(response_id, attempt_number)`` that still owned their response (the
+        others stored nothing). Re-sending a stored batch is harmless (same sequence numbers)."""
+        rows = [row for _, _, batch in batches for row in batch]
+        records = await self._all(
+            self.q.append_events,
+            {
+                "response_ids": [rid for rid, _, batch in batches for _ in batch],
+                "attempt_numbers": [attempt for _, attempt, batch in batches for _ in batch],
+                **_event_columns(rows),
+                "events_channel": self.q.events_channel,
+            },
+        )
+        return {(r["response_id"], r["attempt_number"]) for r in records}
+
+    async def finish_responses(self, finishes: Sequence[Finish], conn=None) -> set[tuple[str, int]]:
+        """End responses in one statement (see :class:`Finish`); returns the ``(response_id,
+        attempt_number)`` that ended (the others wrote nothing)."""
+        params = {
+            "response_ids": [f.response_id for f in finishes],
+            "attempt_numbers": [f.attempt_number for f in finishes],
+            "statuses": [f.status.value for f in finishes],
+            "outputs": [Jsonb(f.output) for f in finishes],
+            "errors": [_jsonb_or_none(f.error) for f in finishes],
+            "trace_ids": [f.trace_id for f in finishes],
+            "custom_outputs": [_jsonb_or_none(f.custom_outputs) for f in finishes],
+            "externals": [f.external for f in finishes],
+            "event_response_ids": [f.response_id for f in finishes for _ in f.events],
+            **_event_columns([row for f in finishes for row in f.events]),
+            "events_channel": self.q.events_channel,
+            "control_channel": self.q.control_channel,
+        }
+        if conn is None:
+            records = await self._all(self.q.finish_responses, params)
+        else:
+            records = await (await conn.execute(self.q.finish_responses, params)).fetchall()
+        return {(r["response_id"], r["attempt_number"]) for r in records}
+
+    async def finalize(
+        self,
+        response_id: str,
+        *,
+        status: Status,
+        terminal_event: Callable[[ResponseRow], str],
+        error: dict[str, Any] | None = None,
+        owner: str | None = None,
+    ) -> ResponseRow | None:
+        """End a queued or running response from outside its owner (cancel, time-out), storing
+        ``terminal_event(final_row)`` as its last event.
+
+        Locks the row, so the owner's next write waits and then finds it lost
+        the response. Returns the row as it ends up (unchanged if it was
+        already finished), or None if there is no such response for ``owner``
+        (None means any owner).
+        """
+        return await self.bounded(lambda: self._finalize(response_id, status, terminal_event, error, owner))
+
+    async def _finalize(self, response_id: str, status: Status, terminal_event: Callable[[ResponseRow], str],
+                        error: dict[str, Any] | None, owner: str | None) -> ResponseRow | None:
+        async with self.db.pool.connection() as conn, conn.transaction():
+            record = await (await conn.execute(self.q.lock_response, {"response_id": response_id})).fetchone()
+            if record is None or (owner is not None and record["owner"] != owner):
+                return None
+            row = ResponseRow.from_record(record)
+            if row.status.is_terminal:
+                return row
+            # The lock waited for the owner's in-flight batch, which the locking
+            # statement's snapshot does not show: count the events in a new one.
+            last = await (await conn.execute(self.q.last_sequences, {"response_ids": [response_id]})).fetchone()
+            row = replace(row, last_sequence=last["last_sequence"])
+            items = await conn.execute(
+                self.q.attempt_output_items,
+                {"response_id": response_id, "attempt_number": row.attempt_number},
+            )
+            output = _output_items(await items.fetchall())
+            sequence_number = row.last_sequence + 1
+            final = replace(row, status=status, output=output, error=error, last_sequence=sequence_number)
+            data = terminal_event(final)
+            finish = Finish(response_id=response_id, attempt_number=row.attempt_number, status=status,
+                            output=output, error=error, trace_id=None,
+                            events=[(sequence_number, status.terminal_event_type, data)], external=True)
+            await self.finish_responses([finish], conn)
+            return final
+
+    async def get_response(self, response_id: str, owner: str) -> ResponseRow | None:
+        record = await self._one(self.q.get_response, {"response_id": response_id, "owner": owner})
+        return ResponseRow.from_record(record) if record else None
+
+    async def get_response_status(self, response_id: str, owner: str) -> ResponseRow | None:
+        """As :meth:`get_response`, but ``request`` holds only the request's ``metadata``."""
+        record = await self._one(self.q.get_response_status, {"response_id": response_id, "owner": owner})
+        return ResponseRow.from_record(record) if record else None
+
+    async def get_response_by_idempotency_key(self, owner: str, idempotency_key: str) -> ResponseRow | None:
+        record = await self._one(self.q.get_response_by_idempotency_key,
+                                 {"owner": owner, "idempotency_key": idempotency_key})
+        return ResponseRow.from_record(record) if record else None
+
+    async def attempt_output_items(self, response_id: str, attempt_number: int) -> list[dict[str, Any]]:
+        records = await self._all(
+            self.q.attempt_output_items, {"response_id": response_id, "attempt_number": attempt_number}
+        )
+        return _output_items(records)
+
+    async def prior_events(self, response_id: str, attempt_number: int) -> list[str]:
+        """Events of every attempt before ``attempt_number``, as stored JSON."""
+        records = await self._all(
+            self.q.prior_events, {"response_id": response_id, "attempt_number": attempt_number}
+        )
+        return [r["data"] for r in records]
+
+    async def events_after(self, response_id: str, after: int, limit: int = 1000) -> list[StoredEvent]:
+        records = await self._all(
+            self.q.events_after, {"response_id": response_id, "after": after, "limit": limit}
+        )
+        return [StoredEvent(r["sequence_number"], r["type"], r["data"]) for r in records]
+
+    async def watch_response(self, response_id: str, seconds: float) -> None:
+        """Ask the writers of an unfinished response to NOTIFY for ``seconds`` (a tail elsewhere waits)."""
+        await self._run(self.q.watch_response, {"response_id": response_id, "seconds": float(seconds)})
+
+    async def delete_response(self, response_id: str, owner: str) -> bool:
+        return bool(await self._all(self.q.delete_response, {"response_id": response_id, "owner": owner}))
+
+    async def timed_out_runs(self, timeout_seconds: float) -> list[str]:
+        records = await self._all(self.q.timed_out_runs, {"timeout_seconds": float(timeout_seconds)})
+        return [r["response_id"] for r in records]
+
+    # ----- conversations -------------------------------------------------------
+
+    async def create_conversation(self, conversation_id: str, owner: str, *, items: list[dict[str, Any]] = (),
+                                  metadata: dict[str, str] | None = None,
+                                  session_key: str | None = None) -> ConversationRow | None:
+        """A new conversation; None if ``session_key`` already has one for ``owner``."""
+        record = await self._one(self.q.create_conversation, {
+            "conversation_id": conversation_id, "owner": owner, "session_key": session_key,
+            "metadata": Jsonb(metadata or {}), "items": Jsonb(list(items))})
+        return ConversationRow.from_record(record) if record else None
+
+    async def branch_conversation(self, conversation_id: str, owner: str, *, source_id: str,
+                                  item_count: int) -> ConversationRow:
+        record = await self._one(self.q.branch_conversation, {
+            "conversation_id": conversation_id, "owner": owner, "source_id": source_id, "item_count": item_count})
+        return ConversationRow.from_record(record)
+
+    async def get_conversation(self, conversation_id: str, owner: str) -> ConversationRow | None:
+        record = await self._one(self.q.get_conversation, {"conversation_id": conversation_id, "owner": owner})
+        return ConversationRow.from_record(record) if record else None
+
+    async def session_conversation(self, owner: str, session_key: str) -> ConversationRow | None:
+        record = await self._one(self.q.session_conversation, {"owner": owner, "session_key": session_key})
+        return ConversationRow.from_record(record) if record else None
+
+    async def update_conversation_metadata(self, conversation_id: str, owner: str,
+                                           metadata: dict[str, str]) -> ConversationRow | None:
+        record = await self._one(self.q.update_conversation_metadata,
+                                 {"conversation_id": conversation_id, "owner": owner, "metadata": Jsonb(metadata)})
+        return ConversationRow.from_record(record) if record else None
+
+    async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
+        return bool(await self._all(self.q.delete_conversation, {"conversation_id": conversation_id, "owner": owner}))
+
+    async def unfinished_turns(self, conversation_id: str) -> list[tuple[str, Status]]:
+        records = await self._all(self.q.unfinished_turns, {"conversation_id": conversation_id})
+        return [(r["response_id"], Status(r["status"])) for r in records]
+
+    async def response_items_end(self, conversation_id: str, response_id: str) -> int:
+        record = await self._one(self.q.response_items_end,
+                                 {"conversation_id": conversation_id, "response_id": response_id})
+        return record["item_end"]
+
+    async def conversation_history(self, conversation_id: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Items ``start`` to ``end - 1`` of a conversation, in order."""
+        records = await self._all(self.q.conversation_history,
+                                  {"conversation_id": conversation_id, "start": start, "end": end})
+        return [r["item"] for r in records]
+
+    async def conversation_items(self, conversation_id: str, *, limit: int, descending: bool,
+                                 after: int | None) -> list[tuple[int, dict[str, Any]]]:
+        """A page of items as ``(position, item)``, after the position ``after`` in that order."""
+        if descending:
+            records = await self._all(self.q.conversation_items_desc, {
+                "conversation_id": conversation_id, "limit": limit, "before": 2**31 - 1 if after is None else after})
+        else:
+            records = await self._all(self.q.conversation_items_asc, {
+                "conversation_id": conversation_id, "limit": limit, "after": -1 if after is None else after})
+        return [(r["position"], r["item"]) for r in records]
+
+    async def conversation_item_position(self, conversation_id: str, item_id: str) -> int | None:
+        record = await self._one(self.q.conversation_item_position,
+                                 {"conversation_id": conversation_id, "item_id": item_id})
+        return record["position"] if record else None
+
+    async def delete_expired_conversations(self, retention_seconds: float) -> None:
+        await self._run(self.q.delete_expired_conversations, {"retention_seconds": float(retention_seconds)})
+
+    async def delete_expired(self, retention_seconds: float) -> None:
+        await self._run(self.q.delete_expired, {"retention_seconds": float(retention_seconds)})
+
+
+    async def list_responses(
+        self, owner: str, *, limit: int, after: str | None = None, status: Status | None = None
+    ) -> list[ResponseSummary]:
+        """``owner``'s responses newest first, those after the response ``after`` (none if it is unknown)."""
+        records = await self._all(
+            self.q.list_responses,
+            {"owner": owner, "limit": limit, "after": after, "status": status.value if status else None},
+        )
+        return [ResponseSummary.from_record(r) for r in records]
+
+    async def record_tool_call(self, response_id: str, call: RecordedToolCall) -> None:
+        """Store one finished tool call (a repeat of its key keeps the first record)."""
+        await self._run(self.q.record_tool_call, {
+            "response_id": response_id, "call_key": call.key, "attempt_number": call.attempt_number,
+            "name": call.name, "arguments": Jsonb(call.arguments), "output": Jsonb(call.output),
+            "call_id": call.call_id,
+        })
+
+    async def recorded_tool_calls(self, response_id: str) -> list[RecordedToolCall]:
+        records = await self._all(self.q.recorded_tool_calls, {"response_id": response_id})
+        return [RecordedToolCall.from_record(r) for r in records]
+
+    # ----- liveness (liveness.py) ---------------------------------------------
+
+    async def register_worker(self, worker_id: str, key: int) -> None:
+        await self._run(self.q.register_worker, {"worker_id": worker_id, "key": key})
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._run(self.q.unregister_worker, {"worker_id": worker_id})
+
+    async def forget_dead_workers(self) -> None:
+        await self._run(self.q.forget_dead_workers)
+
+    async def liveness_lock_holders(self, key: int) -> list[tuple[int, int]]:
+        """(holder backend, this connection's backend) for each session holding ``key``."""
+        return [(r["holder"], r["me"]) for r in await self._all(self.q.liveness_lock_holder, {"key": key})]
+
+
+def _output_items(records) -> list[dict[str, Any]]:
+    """Output items of an attempt's ``output_item.done`` events; the ones it closed for an
+    earlier attempt (status incomplete, see stream_grammar.seam_after) are not its output."""
+    items = [json.loads(r["data"])["item"] for r in records]
+    return [item for item in items if item.get("status") != "incomplete"]
+
+
+def _event_columns(rows: Sequence[tuple[int, str, str]]) -> dict[str, list]:
+    """``(sequence_number, type, data)`` rows as the three arrays the INSERTs unnest."""
+    return {
+        "sequence_numbers": [seq for seq, _, _ in rows],
+        "types": [typ for _, typ, _ in rows],
+        "datas": [data for _, _, data in rows],
+    }
+
+
+def _jsonb_or_none(value: Any) -> Jsonb | None:
+    return Jsonb(value) if value is not None else None

@@ -1,0 +1,1 @@
+"""Tool calls recorded per response, and ``@durable_tool``."""
