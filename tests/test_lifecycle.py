@@ -17,7 +17,9 @@ def _body(**custom):
     return {"input": [{"role": "user", "content": "hi"}], "background": True, "custom_inputs": custom}
 
 
-def test_task_timeout_fails_with_task_timeout(start_server, db_schema):
+def test_task_timeout_fails_with_task_timeout_stored_or_not(start_server, db_schema):
+    """Stored and unstored runs share one attempt lifecycle: past task_timeout_seconds both end
+    failed with code task_timeout."""
     server = start_server(db_schema, task_timeout_seconds=1.0)
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         rid = client.post("/responses", json=_body(deltas=100, pause=0.1)).json()["id"]
@@ -27,6 +29,16 @@ def test_task_timeout_fails_with_task_timeout(start_server, db_schema):
         assert "task_timeout_seconds" in done["error"]["message"]
         frames = stream_frames(client, "GET", f"/responses/{rid}", params={"stream": "true"})
         assert frames[-2]["type"] == "response.failed"
+        assert [f["sequence_number"] for f in frames[:-1]] == list(range(len(frames) - 1))
+
+        unstored = {"input": [{"role": "user", "content": "hi"}], "store": False,
+                    "custom_inputs": {"deltas": 100, "pause": 0.1}}
+        answer = client.post("/responses", json=unstored)
+        assert answer.status_code == 200 and answer.headers["x-response-stored"] == "false"
+        assert answer.json()["status"] == "failed"
+        assert answer.json()["error"]["code"] == "task_timeout"
+        frames = stream_frames(client, "POST", "/responses", json={**unstored, "stream": True})
+        assert frames[-2]["type"] == "response.failed" and frames[-2]["response"]["error"]["code"] == "task_timeout"
         assert [f["sequence_number"] for f in frames[:-1]] == list(range(len(frames) - 1))
 
 

@@ -7,6 +7,7 @@ no NOTIFY for a response whose writer is in this process.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,16 @@ class RunLease:
     # ``request["input"]`` in the handler's request.
     history: HistoryRef | None = None
     history_items: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def first_attempt(cls, *, response_id: str, request: dict[str, Any], headers: dict[str, str],
+                      created_at: float, task_timeout_seconds: float, model: str, background: bool,
+                      next_sequence: int, history: HistoryRef | None = None) -> RunLease:
+        """The lease of a new response's first attempt, which starts now."""
+        return cls(response_id=response_id, attempt_number=1, request=request, headers=headers,
+                   created_at=created_at, deadline=time.time() + task_timeout_seconds, model=model,
+                   next_sequence=next_sequence, metadata=request.get("metadata") or {}, background=background,
+                   history=history)
 
 
 @dataclass

@@ -181,18 +181,10 @@ class Worker:
         response = first_state(status)
         if status is Status.IN_PROGRESS:
             self._start(
-                RunLease(
-                    response_id=response_id,
-                    attempt_number=1,
-                    request=request,
-                    headers=headers,
-                    created_at=created_at,
-                    deadline=time.time() + self.settings.task_timeout_seconds,
-                    model=model,
-                    next_sequence=1,
-                    metadata=request.get("metadata") or {},
-                    background=background,
-                    history=history,
+                RunLease.first_attempt(
+                    response_id=response_id, request=request, headers=headers, created_at=created_at,
+                    task_timeout_seconds=self.settings.task_timeout_seconds, model=model, background=background,
+                    next_sequence=1, history=history,
                 )
             )
         else:
