@@ -1,8 +1,8 @@
 """Benchmarks of the long-running engine: ``uv run bench``.
 
 Starts an embedded PostgreSQL in a temporary folder, then for each group of
-figures a server process (``python -m bench.synthetic_server``, uvicorn on
-127.0.0.1, the synthetic agent of ``bench/synthetic_agent.py``), and drives it
+figures a server process (``python -m tests.harness.synthetic_server``, uvicorn on
+127.0.0.1, the synthetic agent of ``tests/harness/synthetic_agent.py``), and drives it
 over HTTP from this process. Prints one JSON object with every figure, then a
 short table against the targets. Figures are printed, never
 asserted: a missed target does not change the exit code (a broken log does).
@@ -60,8 +60,9 @@ import psycopg
 from bench import tool_calls
 from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench import recovery
+from bench.measure import pct, sse_frames, summary_ms
 from bench.memory import bench_large_input
-from bench.synthetic_agent import TEXT_PREFIX
+from tests.harness.synthetic_agent import TEXT_PREFIX
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -90,21 +91,6 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
 # ----- helpers ------------------------------------------------------------------
 
 
-def pct(values: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank on the sorted values)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def summary_ms(seconds: list[float]) -> dict[str, Any]:
-    ms = [s * 1000 for s in seconds]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p95_ms": round(pct(ms, 95), 2),
-            "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2) if ms else None}
-
-
 def request_body(deltas: int, pause: float = 0.0, start_delay: float = 0.0, start_at: float = 0.0,
                  **flags) -> dict[str, Any]:
     return {"input": [{"role": "user", "content": "bench"}],
@@ -115,15 +101,6 @@ def request_body(deltas: int, pause: float = 0.0, start_delay: float = 0.0, star
 def delta_text(i: int) -> str:
     """The text of the synthetic agent's delta ``i``."""
     return f"{TEXT_PREFIX}{i} "
-
-
-def sse_frames(lines) -> list[dict]:
-    """JSON frames of an SSE body, read to the end ([DONE] dropped)."""
-    frames = []
-    for line in lines:
-        if line.startswith("data: ") and line != "data: [DONE]":
-            frames.append(json.loads(line[6:]))
-    return frames
 
 
 def check_log(frames: list[dict], deltas: int, response_id: str | None = None) -> str | None:
@@ -247,7 +224,7 @@ class Server(ServerProcess):
     """One server process (own process group) running ``module`` (the engine with the
     synthetic agent, or ``bench.floor``)."""
 
-    def __init__(self, ctx: "Context", name: str, workers: int = 1, module: str = "bench.synthetic_server",
+    def __init__(self, ctx: "Context", name: str, workers: int = 1, module: str = "tests.harness.synthetic_server",
                  **kwargs):
         self.name = name
         self.schema = f"bench_{name}"

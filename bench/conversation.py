@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from bench.measure import sse_frames, summary_ms
+
 PRIOR_TURNS = 999
 TARGET_RATIO = 2.0
 
@@ -56,8 +58,6 @@ def _turns(client: httpx.Client, conversation_of, n: int, warm_up: int) -> dict[
     """``n`` measured streamed turns and accepts (after ``warm_up``), each run to its end; the first
     streamed turn's time to its first delta is reported apart (``cold``: a worker's first turn of a
     conversation reads and parses all of it)."""
-    from bench.benchmark import sse_frames
-
     accepts, created, first_delta = [], [], []
     for i in range(warm_up + n):
         t0 = time.perf_counter()
@@ -90,8 +90,6 @@ def _turns(client: httpx.Client, conversation_of, n: int, warm_up: int) -> dict[
 
 
 def bench_conversation(ctx, server) -> dict[str, Any]:
-    from bench.benchmark import summary_ms
-
     n = 10 if ctx.quick else 30
     with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
         def fresh() -> str:

@@ -47,7 +47,7 @@ def _start_synthetic(pg_url: str, log_dir, schema: str, workers: int = 1, env: d
         "MLFLOW_TRACKING_URI": f"sqlite:///{log_dir}/mlflow-{n}.db",
         **(env or {}),
     }
-    argv = python_argv("-m", "bench.synthetic_server", "--workers", str(workers))
+    argv = python_argv("-m", "tests.harness.synthetic_server", "--workers", str(workers))
     return ServerProcess(argv, env=server_env, log_path=log_dir / f"server-{n}.log")
 
 
@@ -100,10 +100,10 @@ def sql(pg_url):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the reliability figures of the fault and security tests that ran (bench/chaos.py)."""
-    from bench import chaos
+    """Print the reliability figures of the fault and security tests that ran (tests/harness/chaos.py)."""
+    from tests.harness import chaos
 
     if chaos.RECORDED:
-        terminalreporter.write_sep("-", "reliability figures (bench/chaos.py)")
+        terminalreporter.write_sep("-", "reliability figures (tests/harness/chaos.py)")
         for line in chaos.summary().splitlines():
             terminalreporter.write_line(line)
