@@ -1,6 +1,16 @@
 """Shared fixtures: one real embedded PostgreSQL per test session, a fresh
 schema per test so tests never see each other's rows (nothing to reset), and
-server processes running the synthetic agent."""
+server processes running the synthetic agent.
+
+Tiers. ``uv run pytest`` runs the fast tier: tests that need no process of
+their own (units, the in-process engine on the session's PostgreSQL, and the
+one shared server). ``uv run pytest --full`` (what CI runs) runs everything.
+The tier follows from the fixtures a test uses, directly or through other
+fixtures: every fixture (or test) that starts processes of its own (a server,
+a browser, Node, a command-line tool) requests ``spawns``, and a test that
+uses ``spawns`` (or is marked ``slow``) runs only in the full suite. The one
+shared server is the exception: it is started once for the fast tier.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +26,25 @@ from agent_server.long_running.storage.embedded import EmbeddedPostgres
 from tests.support import ServerProcess, python_argv
 
 _server_numbers = itertools.count()
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true",
+                     help="run the whole suite (as CI does), not only the fast tier")
+
+
+def pytest_collection_modifyitems(config, items):
+    full_only = [item for item in items if not _fast(item)]
+    for item in full_only:
+        item.add_marker(pytest.mark.full_suite)
+    if config.getoption("--full"):
+        return
+    config.hook.pytest_deselected(items=full_only)
+    items[:] = [item for item in items if _fast(item)]
+
+
+def _fast(item) -> bool:
+    """No ``slow`` marker, and no fixture (direct or inherited) that starts processes of its own."""
+    return item.get_closest_marker("slow") is None and "spawns" not in getattr(item, "fixturenames", ())
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +80,22 @@ def _start_synthetic(pg_url: str, log_dir, schema: str, workers: int = 1, env: d
     return ServerProcess(argv, env=server_env, log_path=log_dir / f"server-{n}.log")
 
 
+@pytest.fixture(scope="session")
+def spawns():
+    """Requested by every fixture and test that starts processes of its own, which puts their
+    tests in the full suite. ``spawns(process)`` also has a ``subprocess.Popen`` (or anything
+    with ``kill()``) killed at the session's end should its owner not have stopped it."""
+    started = []
+    yield started.append
+    for process in started:
+        try:
+            process.kill()
+        except Exception:  # already gone
+            pass
+
+
 @pytest.fixture
-def start_server(pg_url, tmp_path):
+def start_server(pg_url, tmp_path, spawns):
     """Factory: ``start_server(schema, workers=1, wait=True, **constructor_kwargs)`` -> a ServerProcess
     (healthy, or just launched with ``wait=False``)."""
     servers: list[ServerProcess] = []

@@ -166,7 +166,7 @@ NO_PLACEHOLDERS = ("__fake_id__", "resp_placeholder_")
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def server(request, pg_url, tmp_path_factory) -> ServerProcess:
+def server(request, pg_url, tmp_path_factory, spawns) -> ServerProcess:
     """``start-server --agent <variant>`` on the test database, offline model, no .env."""
     variant = request.param
     log_dir = tmp_path_factory.mktemp(f"agent-{variant}")
@@ -250,7 +250,7 @@ def test_background_and_stream_then_reconnect(server, client):
     assert replay[-1].type == "response.completed"
 
 
-def test_agent_flag_reaches_every_worker_process(pg_url, tmp_path):
+def test_agent_flag_reaches_every_worker_process(pg_url, tmp_path, spawns):
     """--workers N starts fresh processes; they must run the variant the flag chose, not the env's."""
     server = agent_server_process("langgraph", tmp_path, {
         "DATABASE_URL": pg_url, "LLM_ENDPOINT_NAME": "",

@@ -9,7 +9,7 @@ import sys
 from scripts.server_process import PROJECT_ROOT
 
 
-def test_bench_quick_accept_and_first_event_run_and_report_the_floor():
+def test_bench_quick_accept_and_first_event_run_and_report_the_floor(spawns):
     result = subprocess.run(
         [sys.executable, "-m", "bench.benchmark", "--quick", "--only", "accept,first_event"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,

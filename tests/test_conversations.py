@@ -35,7 +35,7 @@ FAST = {"heartbeat_interval_seconds": 1.0, "heartbeat_stale_threshold_seconds": 
 
 
 @pytest.fixture(scope="module")
-def variant_servers(pg_url, tmp_path_factory) -> dict[str, ServerProcess]:
+def variant_servers(pg_url, tmp_path_factory, spawns) -> dict[str, ServerProcess]:
     """One ``start-server --agent <variant>`` per variant (offline model), started side by side."""
     with offline_variant_servers(pg_url, tmp_path_factory, "conv", VARIANTS) as procs:
         yield procs

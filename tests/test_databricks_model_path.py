@@ -111,7 +111,7 @@ def fake_endpoint():
 
 
 @pytest.fixture(scope="module", params=sorted(FRAMEWORKS))
-def server(request, fake_endpoint, pg_url, tmp_path_factory) -> ServerProcess:
+def server(request, fake_endpoint, pg_url, tmp_path_factory, spawns) -> ServerProcess:
     variant = request.param
     log_dir = tmp_path_factory.mktemp(f"databricks-{variant}")
     host, port = fake_endpoint.server_address

@@ -28,7 +28,7 @@ def test_the_shipped_dataset_is_valid():
     assert len(rows) >= 3 and all(row["expectations"] for row in rows)
 
 
-def test_evaluation_prints_each_assessment_and_fails_on_a_failing_scorer(tmp_path):
+def test_evaluation_prints_each_assessment_and_fails_on_a_failing_scorer(tmp_path, spawns):
     dataset = tmp_path / "dataset.jsonl"
     dataset.write_text("\n".join(json.dumps(row) for row in [
         {"inputs": {"input": "What time is it?"},
@@ -51,7 +51,7 @@ def test_evaluation_prints_each_assessment_and_fails_on_a_failing_scorer(tmp_pat
     assert "Judges: none (offline model" in result.stdout
 
 
-def test_malformed_dataset_is_refused_before_anything_runs(tmp_path):
+def test_malformed_dataset_is_refused_before_anything_runs(tmp_path, spawns):
     dataset = tmp_path / "bad.jsonl"
     dataset.write_text('{"inputs": {"input": "hi"}}\n{"inputs": {"input": ""}}\n')
     result = run_evaluate(tmp_path, "--dataset", str(dataset))

@@ -40,7 +40,7 @@ def test_importing_the_server_imports_neither_mlflow_nor_an_agent_sdk(variant):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-def test_the_first_request_right_after_health_waits_for_the_agent(pg_url, tmp_path):
+def test_the_first_request_right_after_health_waits_for_the_agent(pg_url, tmp_path, spawns):
     server = agent_server_process("openai", tmp_path, {
         "DATABASE_URL": pg_url, "AGENT_SERVER_DB_SCHEMA": f"fast_{uuid.uuid4().hex[:8]}",
         "LLM_ENDPOINT_NAME": "", "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0", "AGENT_FRAMEWORK": "",
@@ -61,7 +61,7 @@ def test_the_first_request_right_after_health_waits_for_the_agent(pg_url, tmp_pa
         assert any(item.type == "function_call" and item.name == "get_current_time" for item in background.output)
 
 
-def test_a_server_whose_agent_fails_to_import_says_why_and_stops(pg_url, tmp_path):
+def test_a_server_whose_agent_fails_to_import_says_why_and_stops(pg_url, tmp_path, spawns):
     code = (
         "import uvicorn, tests.harness.synthetic_agent\n"
         "from agent_server.long_running import LongRunningAgentServer\n"
@@ -85,7 +85,7 @@ def test_a_server_whose_agent_fails_to_import_says_why_and_stops(pg_url, tmp_pat
     assert "ImportError: a typo in the agent file" in text
 
 
-def test_while_the_agent_imports_stored_responses_are_served_and_new_runs_wait(pg_url, tmp_path):
+def test_while_the_agent_imports_stored_responses_are_served_and_new_runs_wait(pg_url, tmp_path, spawns):
     """/health, accepting, retrieving and cancelling need neither MLflow's tracing nor the agent:
     they answer while the agent's import is held; the accepted run starts once it is done."""
     release = tmp_path / "release-the-import"

@@ -275,7 +275,7 @@ def _background_run_completes(base_url: str) -> bool:
 
 
 @pytest.mark.timeout(240)
-def test_a_server_running_as_the_role_works_only_after_the_grants(local_db, role, db_schema, tmp_path):
+def test_a_server_running_as_the_role_works_only_after_the_grants(local_db, role, db_schema, tmp_path, spawns):
     """The whole engine (schema setup, queue, events, LISTEN/NOTIFY) as the app's role."""
     name, role_url = role
     run_engine_setup(local_db, db_schema)  # the tables belong to someone else

@@ -72,7 +72,7 @@ USER_TOKEN = "user-token-for-mcp-test"
 
 
 @pytest.fixture(scope="module")
-def mcp_server(tmp_path_factory) -> ServerProcess:
+def mcp_server(tmp_path_factory, spawns) -> ServerProcess:
     proc = ServerProcess(python_argv("tests/mcp_server.py"),
                          log_path=tmp_path_factory.mktemp("mcp") / "mcp.log")
     proc.start(timeout=120)
@@ -131,7 +131,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def client(mcp_server, pg_url, tmp_path_factory) -> openai.OpenAI:
+def client(mcp_server, pg_url, tmp_path_factory, spawns) -> openai.OpenAI:
     """``start-server`` (OpenAI Agents SDK variant) with the three MCP servers."""
     proc = agent_server_process("openai", tmp_path_factory.mktemp("mcp-openai"), {
         **agent_env(mcp_server.port),

@@ -37,7 +37,7 @@ def node() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(node, pg_url, tmp_path_factory) -> ServerProcess:
+def server(node, pg_url, tmp_path_factory, spawns) -> ServerProcess:
     proc = agent_server_process("openai", tmp_path_factory.mktemp("node-clients"), {
         "DATABASE_URL": pg_url,
         "AGENT_SERVER_DB_SCHEMA": f"node_{uuid.uuid4().hex[:8]}",

@@ -36,7 +36,7 @@ def offline_answer(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(pg_url, tmp_path_factory) -> dict[str, ServerProcess]:
+def servers(pg_url, tmp_path_factory, spawns) -> dict[str, ServerProcess]:
     """One ``start-server --agent <variant>`` per variant, started side by side."""
     with offline_variant_servers(pg_url, tmp_path_factory, "conf", VARIANTS) as procs:
         yield procs

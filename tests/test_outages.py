@@ -73,14 +73,14 @@ class OwnPostgres:
 
 
 @pytest.fixture
-def own_pg(tmp_path):
+def own_pg(tmp_path, spawns):
     pg = OwnPostgres(tmp_path / "pg")
     yield pg
     pg.close()
 
 
 @pytest.fixture
-def servers(tmp_path):
+def servers(tmp_path, spawns):
     started = []
 
     def start(pg_url: str, schema: str = "outage", **kwargs):

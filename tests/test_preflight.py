@@ -54,7 +54,7 @@ def result_lines(stdout: str) -> dict[str, str]:
     return lines
 
 
-def test_all_checks_pass_against_a_working_server(pg_url, db_schema, tmp_path):
+def test_all_checks_pass_against_a_working_server(pg_url, db_schema, tmp_path, spawns):
     out = run_preflight(offline_env(pg_url, db_schema, tmp_path), "--command", SYNTHETIC,
                         "--cancel-custom-inputs", SLOW, "--log-file", str(tmp_path / "server.log"))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -62,7 +62,7 @@ def test_all_checks_pass_against_a_working_server(pg_url, db_schema, tmp_path):
     assert "cancelled; cancelling again answered cancelled" in out.stdout
 
 
-def test_checks_a_running_server_by_url(pg_url, db_schema, tmp_path):
+def test_checks_a_running_server_by_url(pg_url, db_schema, tmp_path, spawns):
     env = offline_env(pg_url, db_schema, tmp_path)
     with ServerProcess(python_argv("-m", "tests.harness.synthetic_server"), env=env, log_path=tmp_path / "s.log") as server:
         out = run_preflight(env, "--url", server.base_url, "--cancel-custom-inputs", SLOW)
@@ -70,7 +70,7 @@ def test_checks_a_running_server_by_url(pg_url, db_schema, tmp_path):
     assert set(result_lines(out.stdout)) == set(CHECK_NAMES) - {"server starts"}
 
 
-def test_a_server_that_does_not_start_fails_with_its_log(tmp_path, pg_url, db_schema):
+def test_a_server_that_does_not_start_fails_with_its_log(tmp_path, pg_url, db_schema, spawns):
     crash = shlex.join(python_argv("-c", "import sys; print('boom: no agent configured'); sys.exit(3)"))
     out = run_preflight(offline_env(pg_url, db_schema, tmp_path), "--command", crash)
     assert out.returncode == 1
@@ -78,7 +78,7 @@ def test_a_server_that_does_not_start_fails_with_its_log(tmp_path, pg_url, db_sc
     assert "boom: no agent configured" in out.stderr
 
 
-def test_protocol_violations_are_reported_per_check(tmp_path, pg_url, db_schema):
+def test_protocol_violations_are_reported_per_check(tmp_path, pg_url, db_schema, spawns):
     """A server that is healthy but implements nothing: every request check fails, none crashes."""
     stub = tmp_path / "stub.py"
     stub.write_text(
@@ -112,7 +112,7 @@ def test_help():
 
 
 @pytest.mark.parametrize("framework", ["openai", "langgraph"])
-def test_real_start_server_passes_offline(framework, pg_url, db_schema, tmp_path):
+def test_real_start_server_passes_offline(framework, pg_url, db_schema, tmp_path, spawns):
     """The default command (start-server) with the offline model: no Databricks at all."""
     if not (PROJECT_ROOT / "agent_server" / "start_server.py").exists():
         pytest.skip("agent_server/start_server.py is not there yet")

@@ -185,7 +185,7 @@ def test_tails_attaching_mid_stream_from_another_worker_miss_no_wake_up(start_se
 
 
 @pytest.mark.slow
-def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path):
+def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path, spawns):
     """`run()` with no database: one embedded server for all workers, stopped on exit, data kept."""
     env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pgdata"), "DATABASE_URL": "",
            "SYNTHETIC_SERVER_KWARGS": json.dumps({"db_schema": "embedded_test"}),
@@ -209,7 +209,7 @@ def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_single_worker_server_also_stops_its_embedded_postgres(tmp_path):
+def test_sigterm_to_a_single_worker_server_also_stops_its_embedded_postgres(tmp_path, spawns):
     """`kill <pid>` (SIGTERM, what process managers send) to `start-server` with one worker:
     uvicorn re-raises the signal after its shutdown, which used to end the process before
     run() could stop the embedded PostgreSQL it started, leaving it running."""

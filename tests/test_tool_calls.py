@@ -322,7 +322,7 @@ def test_handler_runs_an_always_run_tool_again(agent):
 # ----- real servers of both variants, the owner SIGKILLed ------------------------------------
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def servers(request, pg_url, tmp_path_factory):
+def servers(request, pg_url, tmp_path_factory, spawns):
     pair = OwnerAndSurvivor(request.param, pg_url, tmp_path_factory.mktemp(f"tools-{request.param}"))
     yield pair
     pair.close()

@@ -40,7 +40,7 @@ def _missing_browser() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(spawns):
     missing = _missing_browser()
     if missing:
         if os.environ.get("CI") == "true":
