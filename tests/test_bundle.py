@@ -269,7 +269,7 @@ def test_apps_load_through_databricks_bundles_typed_classes(bundle):
     for key in APP_KEYS:
         app = App.from_dict(bundle["resources"]["apps"][key])
         assert app.source_code_path == "./"
-        assert app.config.command == ["uv", "run", "start-server"]
+        assert app.config.command == ["uv", "run", "start-server", "--workers", "2"]
         kinds = {
             r.name: next(k for k in ("postgres", "database", "experiment", "serving_endpoint") if getattr(r, k))
             for r in app.resources
