@@ -34,6 +34,8 @@ Figures (``--only`` takes a comma-separated subset of these names):
   restarted; spawn to ``/health`` 200, ours and the reference server's).
 
 Run everything: ``uv run bench``; a shorter pass: ``uv run bench --quick``.
+``--compare`` names every figure more than 15 % worse than ``bench/recorded.json``
+(``bench/compare.py``); ``--record`` saves the run as that file.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ import httpx
 import psutil
 import psycopg
 
-from bench import tool_calls
+from bench import compare, tool_calls
 from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench import recovery
 from bench.measure import pct, sse_frames, summary_ms
@@ -685,6 +687,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="MLflow tracing on in the server (to a SQLite tracking store in the temp folder); "
                              "off by default, so the figures are the engine's")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs)")
+    parser.add_argument("--compare", nargs="?", const=str(compare.RECORDED), metavar="REPORT",
+                        help="compare the figures with a saved report (default: bench/recorded.json) and name "
+                             "every one more than 15%% worse (exit status 3 if any)")
+    parser.add_argument("--record", action="store_true", help="save this run's report as bench/recorded.json")
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()] or list(FIGURES)
     unknown = set(selected) - set(FIGURES)
@@ -739,7 +745,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(figures))
     broken = any(f.get("intact") is False or "error" in f for f in figures.values())
-    return 1 if broken else 0
+    if args.record:
+        compare.RECORDED.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\n[bench] recorded in {compare.RECORDED}", file=sys.stderr)
+    verdict = 0
+    if args.compare:
+        print()
+        verdict = compare.compare(compare.load_report(Path(args.compare)), report)
+    return 1 if broken else verdict
 
 
 if __name__ == "__main__":
