@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import threading
 import time
 import uuid
@@ -23,7 +24,8 @@ from agent_server.long_running.webhooks.settings import EVENT_TYPES, WebhookSett
 from agent_server.long_running.webhooks.signing import signed_headers
 from bench.webhook_receiver import Delivery, WebhookReceiver
 from tests.conftest import _start_synthetic
-from tests.support import agent_server_process, free_port, insert_response, open_database, wait_for_status
+from tests.support import (PROJECT_ROOT, agent_server_process, free_port, insert_response, open_database,
+                           wait_for_status)
 
 SECRET = "whsec_" + base64.b64encode(b"webhook-test-key-of-32-bytes-ok!").decode()
 OPENAI = openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9")  # only its webhooks helper is used
@@ -145,6 +147,33 @@ def test_each_event_type_is_signed_as_openai_verifies(hooks, hooks_client, sql):
     # One event id for every receiver: the down receiver's row carries the same one.
     rows = delivery_rows(sql, hooks.schema, completed)
     assert {row[3] for row in rows} == {delivery.webhook_id}
+
+
+def _docs_python_block(containing: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "docs" / "webhooks.md").read_text(), re.S)
+    [block] = [b for b in blocks if containing in b]
+    return block
+
+
+def test_the_receivers_in_the_docs_verify_a_delivery(hooks, hooks_client, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    rid = create(hooks_client, deltas=1)
+    hooks.script.expect(rid)
+    hooks.main.wait_for(lambda ds: any(d.response_id == rid for d in ds))
+    [delivery] = hooks.main.of(rid)
+    headers = {k: v for k, v in delivery.headers.items() if k not in ("host", "content-length")}
+    tampered = delivery.body.replace(b"response.completed", b"response.failed")
+    standard_library: dict = {}
+    exec(_docs_python_block("def verify"), standard_library)
+    assert standard_library["verify"](delivery.body, headers, SECRET)
+    assert not standard_library["verify"](tampered, headers, SECRET)
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    with_openai: dict = {}
+    exec(_docs_python_block("FastAPI()"), with_openai)
+    with TestClient(with_openai["app"]) as receiver:
+        assert receiver.post("/hooks/agent", content=delivery.body, headers=headers).status_code == 204
+        assert receiver.post("/hooks/agent", content=tampered, headers=headers).status_code == 400
 
 
 def test_a_standard_response_sends_no_webhook(hooks, hooks_client, sql):
