@@ -287,6 +287,17 @@ def test_a_delivery_survives_sigkill_between_the_end_and_its_acknowledgement(sta
                                (rid,)) == [("delivered",)], what="delivered after the restart")
 
 
+def test_no_secret_no_webhooks_said_once(start_server, db_schema, sql):
+    server = start_server(db_schema, env={"WEBHOOK_URL": "http://127.0.0.1:9/hooks"})
+    assert server.health()["webhooks"] == {"enabled": False}
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        rid = create(client, deltas=1)
+        wait_for_status(client, f"/responses/{rid}", {"completed"})
+    assert sql(f"SELECT count(*) FROM {db_schema}.webhook_deliveries") == [(0,)]
+    log = server.log_tail(200_000)
+    assert log.count("Webhooks off: WEBHOOK_URL is set but WEBHOOK_SECRET is not") == 1, log
+
+
 def test_a_malformed_secret_stops_start_up_naming_it(start_server, db_schema):
     bad = "whsec_this is not base64"
     server = start_server(db_schema, env={"WEBHOOK_URL": "http://127.0.0.1:9/hooks", "WEBHOOK_SECRET": bad},

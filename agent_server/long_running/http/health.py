@@ -1,4 +1,5 @@
-"""``/health`` (the database, the agent's import, this worker, the webhook backlog) and ``/agent/info`` (as MLflow's)."""
+"""``/health`` (the database, the agent's import, this worker, the webhook backlog) and ``/agent/info``
+(as MLflow's)."""
 
 from __future__ import annotations
 

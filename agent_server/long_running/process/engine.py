@@ -115,8 +115,9 @@ class EngineConnection:
         if webhooks.enabled:
             logger.info("Webhooks: %s to %d URL(s), retried for up to %g h",
                         ", ".join(webhooks.event_types), len(webhooks.urls), webhooks.retry_hours)
-        elif webhooks.off_reason:
-            logger.info("Webhooks off: %s", webhooks.off_reason)
+        else:
+            level = logging.WARNING if webhooks.half_set else logging.INFO
+            logger.log(level, "Webhooks off: %s", webhooks.off_reason)
 
     async def _open(self, target: DatabaseTarget) -> Engine:
         settings = self.settings

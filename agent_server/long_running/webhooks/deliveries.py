@@ -109,7 +109,7 @@ class WebhookDeliveries:
                 database_ok = True
             except Exception as exc:
                 if database_ok:
-                    logger.warning("Webhook deliveries: database error (%s: %s); trying again",
+                    logger.warning("Webhook deliveries: %s: %s; trying again",
                                    type(exc).__name__, exc)
                 database_ok = False
             try:

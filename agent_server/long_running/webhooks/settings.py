@@ -18,6 +18,7 @@ from .signing import parse_secret
 
 #: The events a background response sends when it ends, as OpenAI names them.
 EVENT_TYPES = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
+NOT_SET = "WEBHOOK_URL and WEBHOOK_SECRET are not set"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class WebhookSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.urls and self.key)
+
+    @property
+    def half_set(self) -> bool:
+        """Off because only one of the URL and the secret is set (a mistake worth a warning)."""
+        return bool(self.off_reason) and self.off_reason != NOT_SET
 
     @property
     def retry_horizon_seconds(self) -> float:
@@ -54,7 +60,7 @@ class WebhookSettings:
                    "first_retry_seconds": number("WEBHOOK_FIRST_RETRY_SECONDS", 5.0)}
         event_types = parse_event_types(text("WEBHOOK_EVENTS"))
         if not urls and not key:
-            off = "WEBHOOK_URL and WEBHOOK_SECRET are not set"
+            off = NOT_SET
         elif not key:
             off = "WEBHOOK_URL is set but WEBHOOK_SECRET is not: no webhook is sent unsigned"
         elif not urls:
