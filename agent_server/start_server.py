@@ -84,24 +84,27 @@ except LakebaseConfigError as exc:
     raise SystemExit(str(exc)) from None
 
 # The server's own lifespan creates its tables at start-up (and retries while
-# the database is unreachable; /health says why).
-agent_server = AgentServer(
-    "ResponsesAgent",
-    enable_chat_proxy=False,
-    db_instance_name=LAKEBASE.instance_name,
-    db_autoscaling_endpoint=LAKEBASE.autoscaling_endpoint,
-    db_project=LAKEBASE.autoscaling_project,
-    db_branch=LAKEBASE.autoscaling_branch,
-    database_url=os.environ.get("DATABASE_URL") or None,
-    db_schema=os.environ.get("AGENT_SERVER_DB_SCHEMA") or "agent_server",
-    task_timeout_seconds=_number("TASK_TIMEOUT_SECONDS", 3600.0),
-    poll_interval_seconds=_number("POLL_INTERVAL_SECONDS", 1.0),
-    max_concurrent_tasks=_number("MAX_CONCURRENT_TASKS", 100, int),
-    db_request_timeout_seconds=_number("DB_REQUEST_TIMEOUT_SECONDS", 2.0),
-    shutdown_timeout_seconds=_number("SHUTDOWN_TIMEOUT_SECONDS", 5.0),
-    model_name=MODEL.name,
-    multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
-)
+# the database is unreachable; /health says why). A malformed setting stops here, named.
+try:
+    agent_server = AgentServer(
+        "ResponsesAgent",
+        enable_chat_proxy=False,
+        db_instance_name=LAKEBASE.instance_name,
+        db_autoscaling_endpoint=LAKEBASE.autoscaling_endpoint,
+        db_project=LAKEBASE.autoscaling_project,
+        db_branch=LAKEBASE.autoscaling_branch,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        db_schema=os.environ.get("AGENT_SERVER_DB_SCHEMA") or "agent_server",
+        task_timeout_seconds=_number("TASK_TIMEOUT_SECONDS", 3600.0),
+        poll_interval_seconds=_number("POLL_INTERVAL_SECONDS", 1.0),
+        max_concurrent_tasks=_number("MAX_CONCURRENT_TASKS", 100, int),
+        db_request_timeout_seconds=_number("DB_REQUEST_TIMEOUT_SECONDS", 2.0),
+        shutdown_timeout_seconds=_number("SHUTDOWN_TIMEOUT_SECONDS", 5.0),
+        model_name=MODEL.name,
+        multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
+    )
+except ValueError as exc:
+    raise SystemExit(f"Cannot start the server: {exc}") from None
 
 
 def load_the_agent() -> None:

@@ -33,7 +33,10 @@ Figures (``--only`` takes a comma-separated subset of these names):
 - ``restart`` and ``start``: see ``bench/recovery.py`` (one worker killed and
   restarted; spawn to ``/health`` 200, ours and the reference server's).
 
-Run everything: ``uv run bench``; a shorter pass: ``uv run bench --quick``.
+Run everything: ``uv run bench``; a shorter pass: ``uv run bench --quick``. With
+``--webhooks`` every server also sends its webhooks (``WEBHOOK_URL``) to a receiver on
+127.0.0.1 that answers 204 at once (``tests/harness/webhook_receiver.py``): run both ways and
+compare the figures; the report counts the deliveries.
 ``--compare`` names every figure more than 15 % worse than ``bench/recorded.json``
 (``bench/compare.py``); ``--record`` saves the run as that file.
 """
@@ -65,6 +68,7 @@ from bench import recovery
 from bench.measure import pct, sse_frames, summary_ms
 from bench.memory import bench_large_input
 from tests.harness.synthetic_agent import TEXT_PREFIX
+from tests.harness.webhook_receiver import WebhookReceiver
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -238,7 +242,7 @@ class Server(ServerProcess):
                  "MLFLOW_TRACKING_URI": f"sqlite:///{ctx.tmp}/mlflow-{name}.db",
                  "SYNTHETIC_TRACING": "1" if ctx.tracing else "0",
                  "LOG_LEVEL": "WARNING",  # a log line per run would be part of what is measured
-                 "PYTHONUNBUFFERED": "1"},
+                 "PYTHONUNBUFFERED": "1", **ctx.server_env},
             log_path=ctx.tmp / f"server-{name}.log",
         )
         self.command = " ".join(self.argv[1:])
@@ -280,8 +284,10 @@ class Server(ServerProcess):
 
 
 class Context:
-    def __init__(self, tmp: Path, pg_url: str, quick: bool, tracing: bool = False):
+    def __init__(self, tmp: Path, pg_url: str, quick: bool, tracing: bool = False,
+                 server_env: dict[str, str] | None = None):
         self.tmp = tmp
+        self.server_env = server_env or {}  # added to every engine server's environment
         self.tracing = tracing
         self.pg_url = pg_url
         self.quick = quick
@@ -320,6 +326,9 @@ ACCEPT_PACE_SECONDS = 0.01
 
 
 ACCEPT_WARM_UP = 20
+
+#: The webhook secret of ``--webhooks`` (32 bytes, base64): the receiver only counts deliveries.
+BENCH_WEBHOOK_SECRET = "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="
 
 
 def time_accepts(base_url: str, n: int, pause: float, warm_up: int = ACCEPT_WARM_UP) -> dict[str, Any]:
@@ -691,6 +700,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare the figures with a saved report (default: bench/recorded.json) and name "
                              "every one more than 15%% worse (exit status 3 if any)")
     parser.add_argument("--record", action="store_true", help="save this run's report as bench/recorded.json")
+    parser.add_argument("--webhooks", action="store_true",
+                        help="servers send webhooks to a receiver on 127.0.0.1 (answers 204), to compare "
+                             "the figures with and without")
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()] or list(FIGURES)
     unknown = set(selected) - set(FIGURES)
@@ -708,8 +720,10 @@ def main(argv: list[str] | None = None) -> int:
     load_before = round(os.getloadavg()[0], 2)
     figures: dict[str, dict] = {}
     servers: dict[str, str] = {}
+    receiver = WebhookReceiver().start() if args.webhooks else None
+    server_env = {"WEBHOOK_URL": receiver.url, "WEBHOOK_SECRET": BENCH_WEBHOOK_SECRET} if receiver else {}
     try:
-        ctx = Context(tmp, pg.start(), args.quick, args.tracing)
+        ctx = Context(tmp, pg.start(), args.quick, args.tracing, server_env)
         for group, workers, kwargs, names in GROUPS:
             wanted = [n for n in names if n in selected]
             if not wanted:
@@ -734,12 +748,16 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(recovery.run(ctx, selected, lambda name: Server(ctx, name)))
         ctx.pg.conn.close()
     finally:
+        if receiver is not None:
+            receiver.stop()
         pg.stop()
         if args.keep:
             print(f"[bench] logs kept in {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    report = {"machine": {**machine(), "load_average_1m_at_start": load_before}, "tracing": args.tracing, "command": "uv run bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+    webhooks = {"deliveries_received": len(receiver.deliveries)} if receiver is not None else None
+    report = {"machine": {**machine(), "load_average_1m_at_start": load_before}, "tracing": args.tracing,
+              "webhooks": webhooks, "command": "uv run bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "servers": servers, "seconds": round(time.monotonic() - started, 1), "figures": figures}
     print(json.dumps(report, indent=2))
     print()

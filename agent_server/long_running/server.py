@@ -30,6 +30,7 @@ from .process.shutdown import ShutdownSignal
 from .process.tracing import TracingWarmUp
 from .settings import EngineSettings
 from .storage.database import LakebaseTarget
+from .webhooks.settings import WebhookSettings
 
 
 class LongRunningAgentServer:
@@ -75,9 +76,11 @@ class LongRunningAgentServer:
         self._runtime = AgentRuntime()
         self._tracing = TracingWarmUp()
         handler = AgentHandler(self._runtime, self.transform_stream_event, self._tracing.ready)
+        # Webhooks are configured by the environment only (raises ValueError naming a malformed variable).
+        webhooks = WebhookSettings.from_environment(os.environ)
         self._engines = EngineConnection(self.settings, worker_id=self.worker_id, handler=handler,
                                          request_model_loaded=self._runtime.mlflow,
-                                         database_url=database_url, lakebase=self._lakebase)
+                                         database_url=database_url, lakebase=self._lakebase, webhooks=webhooks)
         self._shutdown = ShutdownSignal(self.settings.shutdown_timeout_seconds)
         self.app = _chat_proxy_app(agent_type) if enable_chat_proxy else FastAPI(title="Agent Server")
         context = RouteContext(self.settings, self._engines, self._runtime, self._tracing, handler, self.model_name)

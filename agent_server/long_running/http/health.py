@@ -1,4 +1,5 @@
-"""``/health`` (the database, the agent's import, this worker) and ``/agent/info`` (as MLflow's)."""
+"""``/health`` (the database, the agent's import, this worker, the webhook backlog) and ``/agent/info``
+(as MLflow's)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.metadata
 import os
 from typing import Any
 
+from ..process.engine import EngineConnection
 from .context import RouteContext
 
 
@@ -21,6 +23,7 @@ async def health(ctx: RouteContext) -> dict[str, Any]:
             database["status"] = "connected"
         except Exception as exc:
             database |= {"status": "unavailable", "error": f"{type(exc).__name__}: {exc}"}
+    webhooks = await _webhooks(engines, database["status"] == "connected")
     return {
         "status": "healthy" if database["status"] == "connected" else "degraded",
         "database": database,
@@ -34,7 +37,26 @@ async def health(ctx: RouteContext) -> dict[str, Any]:
             "liveness_lock": engine.liveness.state() if engine else "not_held",
             "max_concurrent_tasks": ctx.settings.max_concurrent_tasks,
         },
+        "webhooks": webhooks,
     }
+
+
+async def _webhooks(engines: EngineConnection, connected: bool) -> dict[str, Any]:
+    """Whether webhooks are on and, once the database answers, the backlog of every worker."""
+    settings = engines.webhook_settings
+    if not settings.enabled:
+        return {"enabled": False}
+    answer: dict[str, Any] = {"enabled": True, "urls": len(settings.urls)}
+    engine = engines.engine
+    if engine is None or not connected:
+        return answer
+    try:
+        backlog = await engine.store.webhook_backlog(settings.urls)
+    except Exception as exc:
+        return answer | {"error": f"{type(exc).__name__}: {exc}"}
+    return answer | {"stopped_urls": backlog.stopped_urls, "pending": backlog.pending, "failing": backlog.failing,
+                     "oldest_pending_seconds": None if backlog.oldest_seconds is None
+                     else round(backlog.oldest_seconds, 1)}
 
 
 def agent_info() -> dict[str, Any]:

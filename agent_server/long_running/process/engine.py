@@ -22,7 +22,9 @@ from ..settings import EngineSettings
 from ..storage.bounded import Deadline
 from ..storage.database import Database, DatabaseTarget, DatabaseUnavailable, LakebaseTarget, resolve_target
 from ..storage.queries import Queries
-from ..storage.store import Store
+from ..storage.store import Store, WebhookFanout
+from ..webhooks.deliveries import WebhookDeliveries
+from ..webhooks.settings import WebhookSettings
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +38,17 @@ class Engine:
     tail: EventTail
     worker: Worker
     liveness: Liveness
+    webhooks: WebhookDeliveries | None  # None: no webhooks configured
 
 
 class EngineConnection:
     """This process's :class:`Engine`, once connected, and the reason while there is none."""
 
     def __init__(self, settings: EngineSettings, *, worker_id: str, handler: Handler,
-                 request_model_loaded, database_url: str | None, lakebase: LakebaseTarget | None):
+                 request_model_loaded, database_url: str | None, lakebase: LakebaseTarget | None,
+                 webhooks: WebhookSettings = WebhookSettings()):
         self.settings = settings
+        self.webhook_settings = webhooks
         self.worker_id = worker_id
         self._handler = handler
         self._request_model_loaded = request_model_loaded
@@ -54,7 +59,7 @@ class EngineConnection:
         self.unavailable_reason = "the database connection is still starting"
         self.stopping = asyncio.Event()  # SIGTERM came (or the lifespan ended): new work is refused
         self._first_attempt = asyncio.Event()  # the first connection attempt ended, either way
-        self._handover: asyncio.Future | None = None  # worker.close(), started at SIGTERM
+        self._handover: asyncio.Future | None = None  # worker and webhooks closing, started at SIGTERM
 
     def reset(self) -> None:
         """A new lifespan (tests start one app more than once): nothing connected, nothing stopping."""
@@ -96,6 +101,7 @@ class EngineConnection:
                 self._first_attempt.set()
                 logger.info("Database ready; worker %s takes up to %d concurrent runs",
                             self.worker_id, self.settings.max_concurrent_tasks)
+                self._log_webhooks()
                 return
             except Exception as exc:
                 self.unavailable_reason = f"cannot use {self.target.describe()}: {exc}"
@@ -104,16 +110,30 @@ class EngineConnection:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
+    def _log_webhooks(self) -> None:
+        webhooks = self.webhook_settings
+        if webhooks.enabled:
+            logger.info("Webhooks: %s to %d URL(s), retried for up to %g h",
+                        ", ".join(webhooks.event_types), len(webhooks.urls), webhooks.retry_hours)
+        else:
+            level = logging.WARNING if webhooks.half_set else logging.INFO
+            logger.log(level, "Webhooks off: %s", webhooks.off_reason)
+
     async def _open(self, target: DatabaseTarget) -> Engine:
         settings = self.settings
         db = Database(target=target, queries=Queries(settings.db_schema),
                       statement_timeout_ms=settings.db_statement_timeout_ms, pool_max_size=settings.db_pool_max_size)
         await db.open()
+        webhooks = WebhookDeliveries(self.webhook_settings, poll_interval_seconds=settings.poll_interval_seconds,
+                                     retention_seconds=settings.retention_seconds) \
+            if self.webhook_settings.enabled else None
+        # Both stores end responses (the worker's runs; the routes' cancels), queueing their webhooks.
+        fanout = webhooks.fanout() if webhooks else WebhookFanout()
         # Requests wait at most db_request_timeout_seconds; the worker's writes retry on their own terms.
-        request_store = Store(db, Deadline(settings.db_request_timeout_seconds))
+        request_store = Store(db, Deadline(settings.db_request_timeout_seconds), webhooks=fanout)
         attempts = LocalAttempts()
         tail = EventTail(request_store, settings.poll_interval_seconds, runs_here=attempts.__contains__)
-        worker_store = Store(db)
+        worker_store = Store(db, webhooks=fanout)
         liveness = Liveness(db, worker_store, self.worker_id)
         worker = Worker(store=worker_store, tail=tail, settings=settings, worker_id=self.worker_id,
                         handler=self._handler, attempts=attempts, dead_owners_by_lock=liveness.use_locks,
@@ -126,7 +146,9 @@ class EngineConnection:
         # Runs this worker starts are bound to its lock: take it before the first one.
         await liveness.wait_decided(timeout=5.0)
         worker.start()
-        return Engine(db, request_store, tail, worker, liveness)
+        if webhooks:
+            webhooks.start(worker_store)
+        return Engine(db, request_store, tail, worker, liveness, webhooks)
 
     def begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): end live streams now and hand our runs to other workers."""
@@ -135,7 +157,8 @@ class EngineConnection:
         if engine is None or self._handover is not None:
             return  # (called again at the lifespan's end: an engine connected meanwhile is closed then)
         engine.tail.close()
-        self._handover = asyncio.ensure_future(engine.worker.close())
+        closing = [engine.worker.close()] + ([engine.webhooks.close()] if engine.webhooks else [])
+        self._handover = asyncio.gather(*closing)
 
     def take_for_close(self) -> tuple[Engine | None, asyncio.Future | None]:
         """The engine to close at the lifespan's end (and the hand-over to wait for); forgotten here."""

@@ -145,3 +145,62 @@ class RecordedToolCall:
              "arguments": json.dumps(self.arguments)},
             {"type": "function_call_output", "call_id": self.call_id, "output": output},
         ]
+
+
+class WebhookDeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # still not delivered when the retry horizon passed
+    STOPPED = "stopped"  # its receiver answered 410 Gone
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One claimed delivery of a webhook event to one receiver URL (``webhook_deliveries``)."""
+
+    delivery_id: int
+    event_id: str  # evt_…: the body's id and the webhook-id header, the same on every attempt
+    url: str
+    type: str  # response.completed, …
+    response_id: str
+    attempts: int  # this one included: the claim's token
+    created_at: int  # Unix seconds: when the response ended
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    """What one claimed send came to: delivered, or to be tried again ``retry_after`` seconds on."""
+
+    delivery_id: int
+    attempts: int  # the claim it belongs to (a failure reported by an older claim changes nothing)
+    delivered: bool
+    retry_after: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRecorded:
+    """A delivery as an outcome left it (``status`` says whether it is done)."""
+
+    delivery_id: int
+    event_id: str
+    url: str
+    type: str
+    response_id: str
+    attempts: int
+    status: WebhookDeliveryStatus
+    last_error: str | None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "WebhookRecorded":
+        return cls(**{**record, "status": WebhookDeliveryStatus(record["status"])})
+
+
+@dataclass(frozen=True)
+class WebhookBacklog:
+    """Deliveries to the configured receivers not made yet (``/health``)."""
+
+    pending: int
+    failing: int  # of those, how many failed at least once
+    oldest_seconds: float | None  # the oldest one's age; None when there are none
+    stopped_urls: int  # configured receivers a 410 stopped

@@ -15,7 +15,8 @@ from psycopg.types.json import Jsonb
 
 from .bounded import Deadline
 from .database import Database
-from .models import ConversationRow, RecordedToolCall, ResponseRow, ResponseSummary, Status, StoredEvent
+from .models import (ConversationRow, RecordedToolCall, ResponseRow, ResponseSummary, Status, StoredEvent,
+                     WebhookBacklog, WebhookDelivery, WebhookOutcome, WebhookRecorded)
 
 T = TypeVar("T")
 
@@ -37,6 +38,21 @@ class Finish:
     external: bool = False
 
 
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class WebhookFanout:
+    """The webhook deliveries the ending statement queues: for each background response that
+    ends with a listed event type, one per receiver URL; ``queued`` is called once some are
+    committed (to wake this worker's deliveries). The default queues none."""
+
+    urls: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    queued: Callable[[], None] = _nothing
+
+
 class ConversationGone(Exception):
     """The conversation was deleted before the new turn was stored."""
 
@@ -48,10 +64,11 @@ class Store:
     them. Every call made under a deadline is a read or an idempotent write, so retrying it is
     harmless."""
 
-    def __init__(self, db: Database, deadline: Deadline | None = None):
+    def __init__(self, db: Database, deadline: Deadline | None = None, webhooks: WebhookFanout = WebhookFanout()):
         self.db = db
         self.q = db.queries
         self.deadline = deadline
+        self.webhooks = webhooks
 
     async def bounded(self, call: Callable[[], Awaitable[T]], *, retry: bool = True,
                       extra_seconds: float = 0.0) -> T:
@@ -216,8 +233,9 @@ class Store:
         return {(r["response_id"], r["attempt_number"]) for r in records}
 
     async def finish_responses(self, finishes: Sequence[Finish], conn=None) -> set[tuple[str, int]]:
-        """End responses in one statement (see :class:`Finish`); returns the ``(response_id,
-        attempt_number)`` that ended (the others wrote nothing)."""
+        """End responses in one statement (see :class:`Finish`), queueing their webhook events;
+        returns the ``(response_id, attempt_number)`` that ended (the others wrote nothing).
+        On ``conn`` (inside the caller's transaction) the caller wakes the webhooks once committed."""
         params = {
             "response_ids": [f.response_id for f in finishes],
             "attempt_numbers": [f.attempt_number for f in finishes],
@@ -231,11 +249,15 @@ class Store:
             **_event_columns([row for f in finishes for row in f.events]),
             "events_channel": self.q.events_channel,
             "control_channel": self.q.control_channel,
+            "webhook_urls": list(self.webhooks.urls),
+            "webhook_events": list(self.webhooks.event_types),
         }
-        if conn is None:
-            records = await self._all(self.q.finish_responses, params)
-        else:
+        if conn is not None:
             records = await (await conn.execute(self.q.finish_responses, params)).fetchall()
+        else:
+            records = await self._all(self.q.finish_responses, params)
+            if any(r["webhooks"] for r in records):
+                self.webhooks.queued()
         return {(r["response_id"], r["attempt_number"]) for r in records}
 
     async def finalize(
@@ -259,30 +281,40 @@ class Store:
 
     async def _finalize(self, response_id: str, status: Status, terminal_event: Callable[[ResponseRow], str],
                         error: dict[str, Any] | None, owner: str | None) -> ResponseRow | None:
-        async with self.db.pool.connection() as conn, conn.transaction():
-            record = await (await conn.execute(self.q.lock_response, {"response_id": response_id})).fetchone()
-            if record is None or (owner is not None and record["owner"] != owner):
-                return None
-            row = ResponseRow.from_record(record)
-            if row.status.is_terminal:
-                return row
-            # The lock waited for the owner's in-flight batch, which the locking
-            # statement's snapshot does not show: count the events in a new one.
-            last = await (await conn.execute(self.q.last_sequences, {"response_ids": [response_id]})).fetchone()
-            row = replace(row, last_sequence=last["last_sequence"])
-            items = await conn.execute(
-                self.q.attempt_output_items,
-                {"response_id": response_id, "attempt_number": row.attempt_number},
-            )
-            output = _output_items(await items.fetchall())
-            sequence_number = row.last_sequence + 1
-            final = replace(row, status=status, output=output, error=error, last_sequence=sequence_number)
-            data = terminal_event(final)
-            finish = Finish(response_id=response_id, attempt_number=row.attempt_number, status=status,
-                            output=output, error=error, trace_id=None,
-                            events=[(sequence_number, status.terminal_event_type, data)], external=True)
-            await self.finish_responses([finish], conn)
-            return final
+        async with self.db.pool.connection() as conn:
+            async with conn.transaction():
+                final, ended = await self._finalize_in(conn, response_id, status, terminal_event, error, owner)
+        if ended and self.webhooks.urls:
+            self.webhooks.queued()  # committed now, so the deliveries see its event
+        return final
+
+    async def _finalize_in(self, conn, response_id: str, status: Status,
+                           terminal_event: Callable[[ResponseRow], str], error: dict[str, Any] | None,
+                           owner: str | None) -> tuple[ResponseRow | None, bool]:
+        """:meth:`finalize` inside its transaction; also says whether this call ended the response."""
+        record = await (await conn.execute(self.q.lock_response, {"response_id": response_id})).fetchone()
+        if record is None or (owner is not None and record["owner"] != owner):
+            return None, False
+        row = ResponseRow.from_record(record)
+        if row.status.is_terminal:
+            return row, False
+        # The lock waited for the owner's in-flight batch, which the locking
+        # statement's snapshot does not show: count the events in a new one.
+        last = await (await conn.execute(self.q.last_sequences, {"response_ids": [response_id]})).fetchone()
+        row = replace(row, last_sequence=last["last_sequence"])
+        items = await conn.execute(
+            self.q.attempt_output_items,
+            {"response_id": response_id, "attempt_number": row.attempt_number},
+        )
+        output = _output_items(await items.fetchall())
+        sequence_number = row.last_sequence + 1
+        final = replace(row, status=status, output=output, error=error, last_sequence=sequence_number)
+        data = terminal_event(final)
+        finish = Finish(response_id=response_id, attempt_number=row.attempt_number, status=status,
+                        output=output, error=error, trace_id=None,
+                        events=[(sequence_number, status.terminal_event_type, data)], external=True)
+        await self.finish_responses([finish], conn)
+        return final, True
 
     async def get_response(self, response_id: str, owner: str) -> ResponseRow | None:
         record = await self._one(self.q.get_response, {"response_id": response_id, "owner": owner})
@@ -436,6 +468,39 @@ class Store:
     async def liveness_lock_holders(self, key: int) -> list[tuple[int, int]]:
         """(holder backend, this connection's backend) for each session holding ``key``."""
         return [(r["holder"], r["me"]) for r in await self._all(self.q.liveness_lock_holder, {"key": key})]
+
+    # ----- webhooks (webhooks/deliveries.py) -------------------------------------
+
+    async def claim_webhook_deliveries(self, limits: dict[str, int], lease_seconds: float) -> list[WebhookDelivery]:
+        """Due deliveries, at most ``limits[url]`` per receiver URL, each leased for ``lease_seconds``."""
+        records = await self._all(self.q.claim_webhook_deliveries, {
+            "urls": list(limits), "limits": list(limits.values()), "lease_seconds": float(lease_seconds)})
+        return [WebhookDelivery(**r) for r in records]
+
+    async def record_webhook_outcomes(self, outcomes: Sequence[WebhookOutcome],
+                                      horizon_seconds: float) -> list[WebhookRecorded]:
+        """Record what sends came to (one statement); a delivery still failing once its retry
+        would fall past ``horizon_seconds`` after its event is failed for good. Returns the rows changed."""
+        records = await self._all(self.q.record_webhook_outcomes, {
+            "delivery_ids": [o.delivery_id for o in outcomes], "attempts": [o.attempts for o in outcomes],
+            "delivered": [o.delivered for o in outcomes], "retry_after": [float(o.retry_after) for o in outcomes],
+            "errors": [o.error for o in outcomes], "horizon_seconds": float(horizon_seconds)})
+        return [WebhookRecorded.from_record(r) for r in records]
+
+    async def stop_webhook_url(self, url: str, error: str) -> int:
+        """A receiver answered 410: no more deliveries to ``url``; returns how many pending ones were dropped."""
+        return (await self._one(self.q.stop_webhook_url, {"url": url, "error": error}))["dropped"]
+
+    async def resume_webhook_urls(self, urls: Sequence[str]) -> list[str]:
+        """Deliver to ``urls`` again if a 410 had stopped them; returns those it had."""
+        return [r["url"] for r in await self._all(self.q.resume_webhook_urls, {"urls": list(urls)})]
+
+    async def webhook_backlog(self, urls: Sequence[str]) -> WebhookBacklog:
+        return WebhookBacklog(**await self._one(self.q.webhook_backlog, {"urls": list(urls)}))
+
+    async def delete_expired_webhook_deliveries(self, retention_seconds: float, horizon_seconds: float) -> None:
+        await self._run(self.q.delete_expired_webhook_deliveries,
+                        {"retention_seconds": float(retention_seconds), "horizon_seconds": float(horizon_seconds)})
 
 
 def _output_items(records) -> list[dict[str, Any]]:

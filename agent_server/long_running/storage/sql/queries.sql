@@ -118,7 +118,7 @@ WITH batch AS (
 SELECT l.response_id, l.attempt_number, (SELECT count(*) FROM n) AS notified FROM lease AS l;
 
 -- name: finish_responses
--- End one or more responses with their last events, final status, output and terminal event, atomically: an owner's final write (each only if its attempt still holds the lease) or, marked external, a cancel or time-out decided elsewhere (then every listener is woken and the owner told to stop); rows locked in id order; returns the ones that ended.
+-- End one or more responses with their last events, final status, output and terminal event, atomically: an owner's final write (each only if its attempt still holds the lease) or, marked external, a cancel or time-out decided elsewhere (then every listener is woken and the owner told to stop); a background response's webhook event is queued for each receiver in the same transaction; rows locked in id order; returns the ones that ended.
 WITH f AS (
     SELECT * FROM unnest(%(response_ids)s::text[], %(attempt_numbers)s::int[], %(statuses)s::text[],
                          %(outputs)s::jsonb[], %(errors)s::jsonb[], %(trace_ids)s::text[],
@@ -141,7 +141,7 @@ WITH f AS (
       AND f.attempt_number = r.attempt_number AND r.status IN ('queued', 'in_progress')
     RETURNING r.response_id, r.attempt_number, f.external,
               f.external OR coalesce(r.watched_until > now(), false) AS notify,
-              r.conversation_id, r.request -> 'input' AS input, f.output
+              r.conversation_id, r.request -> 'input' AS input, f.output, f.status, r.background
 ), turn AS (
     -- What joins the conversation: the input (less system and developer messages, which
     -- belong to their turn only, like instructions) and the output, as finally committed.
@@ -190,10 +190,25 @@ WITH f AS (
     GROUP BY i.response_id
 ), c AS (
     SELECT pg_notify(%(control_channel)s, 'stop:' || d.response_id) FROM done AS d WHERE d.external
+), hook_events AS MATERIALIZED (
+    -- One webhook event per background response that ended as the webhooks listen for (none
+    -- without webhooks): its id is the same for every receiver and every attempt.
+    SELECT d.response_id, 'response.' || d.status AS type,
+           'evt_' || replace(gen_random_uuid()::text, '-', '') AS event_id
+    FROM done AS d
+    WHERE d.background AND 'response.' || d.status = ANY (%(webhook_events)s::text[])
+), hooks AS (
+    INSERT INTO {schema}.webhook_deliveries (event_id, url, type, response_id)
+    SELECT h.event_id, u.url, h.type, h.response_id
+    FROM hook_events AS h CROSS JOIN unnest(%(webhook_urls)s::text[]) AS u(url)
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.webhook_stopped_urls AS s WHERE s.url = u.url)
+    RETURNING event_id
 )
--- One row per response that ended (n, c and next_turn, referenced here, run whenever they have anything to send).
+-- One row per response that ended (n, c and next_turn, referenced here, run whenever they have
+-- anything to send), with the number of webhook deliveries queued by the whole statement.
 SELECT d.response_id, d.attempt_number,
-       (SELECT count(*) FROM n) + (SELECT count(*) FROM c) + (SELECT count(*) FROM next_turn) AS notified
+       (SELECT count(*) FROM n) + (SELECT count(*) FROM c) + (SELECT count(*) FROM next_turn) AS notified,
+       (SELECT count(*) FROM hooks) AS webhooks
 FROM done AS d;
 
 -- name: watch_response
@@ -484,3 +499,86 @@ SELECT (jsonb_populate_record(r, jsonb_build_object(
         FROM {schema}.events AS e WHERE e.response_id = r.response_id) AS last_sequence
 FROM {schema}.responses AS r
 WHERE r.response_id = %(response_id)s AND r.owner = %(owner)s;
+
+-- ----- Webhooks: an event per ended background response, delivered at least once -----------
+
+-- name: claim_webhook_deliveries
+-- Take due deliveries, at most the given number per receiver URL, each leased (next_attempt_at moved past the end of its send) so no other worker sends it meanwhile; rows another worker is claiming are skipped.
+UPDATE {schema}.webhook_deliveries AS d
+SET attempts = d.attempts + 1, updated_at = now(),
+    next_attempt_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE d.delivery_id IN (
+    SELECT due.delivery_id
+    FROM unnest(%(urls)s::text[], %(limits)s::int[]) AS u(url, n)
+    CROSS JOIN LATERAL (
+        SELECT w.delivery_id FROM {schema}.webhook_deliveries AS w
+        WHERE w.url = u.url AND w.status = 'pending' AND w.next_attempt_at <= now()
+        ORDER BY w.next_attempt_at
+        LIMIT u.n
+        FOR UPDATE SKIP LOCKED
+    ) AS due
+)
+RETURNING d.delivery_id, d.event_id, d.url, d.type, d.response_id, d.attempts,
+          floor(extract(epoch FROM d.created_at))::bigint AS created_at;
+
+-- name: record_webhook_outcomes
+-- What claimed sends came to, in one statement: delivered, or tried again after a delay (failed for good once that passes the retry horizon); a failure changes a row only while its claim (attempt) is the newest; rows locked in id order; returns the rows changed.
+WITH o AS (
+    SELECT * FROM unnest(%(delivery_ids)s::bigint[], %(attempts)s::int[], %(delivered)s::bool[],
+                         %(retry_after)s::float8[], %(errors)s::text[])
+        AS o(delivery_id, attempts, delivered, retry_after, error)
+), locked AS (
+    SELECT w.delivery_id FROM {schema}.webhook_deliveries AS w
+    JOIN o ON o.delivery_id = w.delivery_id
+    WHERE w.status = 'pending' AND (o.delivered OR w.attempts = o.attempts)
+    ORDER BY w.delivery_id
+    FOR NO KEY UPDATE OF w
+)
+UPDATE {schema}.webhook_deliveries AS d
+SET status = CASE WHEN o.delivered THEN 'delivered'
+                  WHEN d.created_at + make_interval(secs => %(horizon_seconds)s)
+                       < now() + make_interval(secs => o.retry_after) THEN 'failed'
+                  ELSE 'pending' END,
+    next_attempt_at = CASE WHEN o.delivered THEN d.next_attempt_at
+                           ELSE now() + make_interval(secs => o.retry_after) END,
+    last_error = o.error, updated_at = now()
+FROM o, locked
+WHERE d.delivery_id = locked.delivery_id AND o.delivery_id = d.delivery_id
+RETURNING d.delivery_id, d.event_id, d.url, d.type, d.response_id, d.attempts, d.status, d.last_error;
+
+-- name: stop_webhook_url
+-- A receiver answered 410 Gone: no new deliveries to its URL, and its pending ones are dropped; rows locked in id order; returns how many were dropped.
+WITH s AS (
+    INSERT INTO {schema}.webhook_stopped_urls (url) VALUES (%(url)s)
+    ON CONFLICT (url) DO UPDATE SET stopped_at = now()
+), locked AS (
+    SELECT w.delivery_id FROM {schema}.webhook_deliveries AS w
+    WHERE w.url = %(url)s AND w.status = 'pending'
+    ORDER BY w.delivery_id
+    FOR NO KEY UPDATE
+), dropped AS (
+    UPDATE {schema}.webhook_deliveries AS d
+    SET status = 'stopped', last_error = %(error)s, updated_at = now()
+    FROM locked WHERE d.delivery_id = locked.delivery_id
+    RETURNING d.delivery_id
+)
+SELECT count(*) AS dropped FROM dropped;
+
+-- name: resume_webhook_urls
+-- A worker starts: configured receiver URLs that a 410 had stopped get deliveries again; returns them.
+DELETE FROM {schema}.webhook_stopped_urls WHERE url = ANY (%(urls)s::text[]) RETURNING url;
+
+-- name: webhook_backlog
+-- Deliveries to the configured receivers not made yet: how many, how many have failed at least once, the oldest one's age in seconds; and how many of those receivers a 410 stopped.
+SELECT count(*) AS pending,
+       count(*) FILTER (WHERE d.last_error IS NOT NULL) AS failing,
+       extract(epoch FROM now() - min(d.created_at))::float8 AS oldest_seconds,
+       (SELECT count(*) FROM {schema}.webhook_stopped_urls AS s WHERE s.url = ANY (%(urls)s::text[])) AS stopped_urls
+FROM {schema}.webhook_deliveries AS d
+WHERE d.status = 'pending' AND d.url = ANY (%(urls)s::text[]);
+
+-- name: delete_expired_webhook_deliveries
+-- Retention: forget deliveries not updated for a while that ended, or that nobody tried within the retry horizon (their URL is no longer configured).
+DELETE FROM {schema}.webhook_deliveries
+WHERE updated_at < now() - make_interval(secs => %(retention_seconds)s)
+  AND (status <> 'pending' OR created_at < now() - make_interval(secs => %(horizon_seconds)s));

@@ -1,0 +1,1 @@
+"""Signed webhooks when a background response ends: settings, signing, delivery."""
