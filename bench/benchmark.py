@@ -1,8 +1,8 @@
 """Benchmarks of the long-running engine: ``uv run bench``.
 
 Starts an embedded PostgreSQL in a temporary folder, then for each group of
-figures a server process (``python -m tests.harness.synthetic_server``, uvicorn on
-127.0.0.1, the synthetic agent of ``tests/harness/synthetic_agent.py``), and drives it
+figures a server process (``python -m harness.synthetic_server``, uvicorn on
+127.0.0.1, the synthetic agent of ``harness/synthetic_agent.py``), and drives it
 over HTTP from this process. Prints one JSON object with every figure, then a
 short table against the targets. Figures are printed, never
 asserted: a missed target does not change the exit code (a broken log does).
@@ -32,10 +32,12 @@ Figures (``--only`` takes a comma-separated subset of these names):
   against turn 1 (``bench/conversation.py``).
 - ``restart`` and ``start``: see ``bench/recovery.py`` (one worker killed and
   restarted; spawn to ``/health`` 200, ours and the reference server's).
+- ``warm_up``: accept p50 while MLflow's tracing warms up after start-up, against
+  the same server idle (``bench/warm_up.py``).
 
 Run everything: ``uv run bench``; a shorter pass: ``uv run bench --quick``. With
 ``--webhooks`` every server also sends its webhooks (``WEBHOOK_URL``) to a receiver on
-127.0.0.1 that answers 204 at once (``tests/harness/webhook_receiver.py``): run both ways and
+127.0.0.1 that answers 204 at once (``harness/webhook_receiver.py``): run both ways and
 compare the figures; the report counts the deliveries.
 ``--compare`` names every figure more than 15 % worse than ``bench/recorded.json``
 (``bench/compare.py``); ``--record`` saves the run as that file.
@@ -44,6 +46,7 @@ compare the figures; the report counts the deliveries.
 from __future__ import annotations
 
 import argparse
+import copy
 import asyncio
 import json
 import os
@@ -62,19 +65,19 @@ import httpx
 import psutil
 import psycopg
 
-from bench import compare, tool_calls
+from bench import compare, tool_calls, warm_up
 from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench import recovery
 from bench.measure import pct, sse_frames, summary_ms
 from bench.memory import bench_large_input
-from tests.harness.synthetic_agent import TEXT_PREFIX
-from tests.harness.webhook_receiver import WebhookReceiver
+from harness.synthetic_agent import TEXT_PREFIX
+from harness.webhook_receiver import WebhookReceiver
 from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume", *recovery.FIGURES,
-           tool_calls.FIGURE, "conversation", "large_input")
+           warm_up.FIGURE, tool_calls.FIGURE, "conversation", "large_input")
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
@@ -88,6 +91,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
               lambda f: f["intact"] and f["peak_server_rss_mib"] < 1024),
     "resume": ("resume after SIGKILL (p50)", "<= 1 s", lambda f: f["p50_seconds"] <= 1),
     **recovery.TARGETS,
+    warm_up.FIGURE: warm_up.TARGET,
     tool_calls.FIGURE: tool_calls.TARGET,
     "conversation": CONVERSATION_TARGET,  # bench/conversation.py
     "large_input": ("4 x 10 MB inputs at once: peak RSS", "< 1 GiB", lambda f: f["four_runs_peak_rss_mib"] < 1024),
@@ -230,7 +234,7 @@ class Server(ServerProcess):
     """One server process (own process group) running ``module`` (the engine with the
     synthetic agent, or ``bench.floor``)."""
 
-    def __init__(self, ctx: "Context", name: str, workers: int = 1, module: str = "tests.harness.synthetic_server",
+    def __init__(self, ctx: "Context", name: str, workers: int = 1, module: str = "harness.synthetic_server",
                  **kwargs):
         self.name = name
         self.schema = f"bench_{name}"
@@ -667,6 +671,8 @@ def table(figures: dict[str, dict]) -> str:
             return f"{f['seconds']} s (threshold {f['stale_threshold_seconds']:g} s)"
         if name == tool_calls.FIGURE:
             return tool_calls.measured(f)
+        if name == warm_up.FIGURE:
+            return warm_up.measured(f)
         if name in recovery.FIGURES:
             return recovery.measured(name, f)
         if name == "large_input":
@@ -746,6 +752,17 @@ def main(argv: list[str] | None = None) -> int:
                 for name in wanted:
                     figures.get(name, {}).update(rss)
         figures.update(recovery.run(ctx, selected, lambda name: Server(ctx, name)))
+        if warm_up.FIGURE in selected:
+            print(f"[bench] {warm_up.FIGURE} ...", file=sys.stderr, flush=True)
+            traced = copy.copy(ctx)
+            traced.server_env = {**ctx.server_env, "SYNTHETIC_TRACING": "1"}
+            server = Server(traced, warm_up.FIGURE)
+            try:
+                figures[warm_up.FIGURE] = warm_up.run(server)
+            except Exception as exc:  # report and go on
+                figures[warm_up.FIGURE] = {"error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                server.stop()
         ctx.pg.conn.close()
     finally:
         if receiver is not None:

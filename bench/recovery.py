@@ -9,7 +9,7 @@
   ``uv run start-server`` (the template as a user starts it: the OpenAI
   Agents variant, offline model, its own embedded PostgreSQL whose data
   folder is already initialised, no ``.env``), our engine with the synthetic
-  agent (``python -m tests.harness.synthetic_server``) and the reference server
+  agent (``python -m harness.synthetic_server``) and the reference server
   (``databricks_ai_bridge.long_running.LongRunningAgentServer`` 0.22, the
   same synthetic agent, see ``bench/reference_server.py``), both on the
   benchmark's PostgreSQL. Each is stopped (SIGTERM) before the next starts.
@@ -135,7 +135,7 @@ def bench_start(ctx) -> dict[str, Any]:
     variants = {
         "start_server": (start_server, {**common, "AGENT_SERVER_ENV_FILE": "", "HOST": "127.0.0.1",
                                         "EMBEDDED_POSTGRES_DIR": str(ctx.tmp / "start-pg")}, True),
-        "synthetic": ([sys.executable, "-m", "tests.harness.synthetic_server"],
+        "synthetic": ([sys.executable, "-m", "harness.synthetic_server"],
                       {**common, "SYNTHETIC_TRACING": "0", "SYNTHETIC_SERVER_KWARGS":
                        json.dumps({"database_url": ctx.pg_url, "db_schema": "bench_start"})}, True),
         "reference": ([sys.executable, "-m", "bench.reference_server"],

@@ -21,7 +21,7 @@ import os
 import mlflow
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import tests.harness.synthetic_agent  # noqa: F401  (registers the handlers)
+import harness.synthetic_agent  # noqa: F401  (registers the handlers)
 from databricks_ai_bridge.long_running import LongRunningAgentServer
 from databricks_ai_bridge.long_running import db as reference_db
 

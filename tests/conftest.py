@@ -76,7 +76,7 @@ def _start_synthetic(pg_url: str, log_dir, schema: str, workers: int = 1, env: d
         "MLFLOW_TRACKING_URI": f"sqlite:///{log_dir}/mlflow-{n}.db",
         **(env or {}),
     }
-    argv = python_argv("-m", "tests.harness.synthetic_server", "--workers", str(workers))
+    argv = python_argv("-m", "harness.synthetic_server", "--workers", str(workers))
     return ServerProcess(argv, env=server_env, log_path=log_dir / f"server-{n}.log")
 
 
@@ -143,10 +143,10 @@ def sql(pg_url):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the reliability figures of the fault and security tests that ran (tests/harness/chaos.py)."""
-    from tests.harness import chaos
+    """Print the reliability figures of the fault and security tests that ran (harness/chaos.py)."""
+    from harness import chaos
 
     if chaos.RECORDED:
-        terminalreporter.write_sep("-", "reliability figures (tests/harness/chaos.py)")
+        terminalreporter.write_sep("-", "reliability figures (harness/chaos.py)")
         for line in chaos.summary().splitlines():
             terminalreporter.write_line(line)

@@ -63,7 +63,7 @@ def test_the_first_request_right_after_health_waits_for_the_agent(pg_url, tmp_pa
 
 def test_a_server_whose_agent_fails_to_import_says_why_and_stops(pg_url, tmp_path, spawns):
     code = (
-        "import uvicorn, tests.harness.synthetic_agent\n"
+        "import uvicorn, harness.synthetic_agent\n"
         "from agent_server.long_running import LongRunningAgentServer\n"
         f"server = LongRunningAgentServer('ResponsesAgent', database_url={pg_url!r}, db_schema='fast_broken')\n"
         "def load():\n"
@@ -97,7 +97,7 @@ def test_while_the_agent_imports_stored_responses_are_served_and_new_runs_wait(p
         "def load():\n"
         f"    while not pathlib.Path({str(release)!r}).exists():\n"
         "        time.sleep(0.05)\n"
-        "    import tests.harness.synthetic_agent\n"
+        "    import harness.synthetic_agent\n"
         "server.import_handlers_after_start(load)\n"
         "uvicorn.run(server.app, host='127.0.0.1', port=int(sys.argv[sys.argv.index('--port') + 1]))\n"
     )

@@ -1,7 +1,7 @@
 """Faults injected into real server processes and the real embedded PostgreSQL:
 the protocol's promises (docs/protocol.md) must hold when things break.
 
-The big scenarios live in ``tests/harness/chaos.py`` (the CLI runs the same code and
+The big scenarios live in ``harness/chaos.py`` (the CLI runs the same code and
 prints the figures); these tests run them at the sizes below and assert on
 every run. Sizes, chosen so this file stays around five minutes on 2 cores:
 
@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 import httpx
 import pytest
 
-from tests.harness import chaos
+from harness import chaos
 from tests.support import read_records, wait_for_status
 
 FAST = chaos.FAST

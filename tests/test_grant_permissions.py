@@ -283,7 +283,7 @@ def test_a_server_running_as_the_role_works_only_after_the_grants(local_db, role
         "SYNTHETIC_SERVER_KWARGS": json.dumps({"database_url": role_url, "db_schema": db_schema}),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
     }
-    argv = python_argv("-m", "tests.harness.synthetic_server")
+    argv = python_argv("-m", "harness.synthetic_server")
     with ServerProcess(argv, env=env, log_path=tmp_path / "before.log") as server:
         health = httpx.get(f"{server.base_url}/health", timeout=10).json()
         assert health["database"]["status"] != "connected"

@@ -21,7 +21,7 @@ from agent_server.agents import FRAMEWORKS
 from agent_server.agents.common.offline.script import Turn, plan_reply
 from tests.openai_grammar import Grammar, check_stream, parse_strictly, read_sse
 from tests.support import ServerProcess, offline_variant_servers
-from tests.harness.synthetic_agent import TEXT_PREFIX
+from harness.synthetic_agent import TEXT_PREFIX
 
 VARIANTS = sorted(FRAMEWORKS)
 HELLO = "hello there"

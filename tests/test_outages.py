@@ -22,8 +22,8 @@ import psycopg
 import pytest
 
 from agent_server.long_running.storage.embedded import EmbeddedPostgres
-from tests.harness import chaos
-from tests.harness.chaos import Figures
+from harness import chaos
+from harness.chaos import Figures
 from tests.conftest import _start_synthetic
 from tests.support import iter_sse, parse_sse, wait_for_status
 

@@ -18,7 +18,7 @@ from .support import PROJECT_ROOT, ServerProcess, python_argv
 
 pytestmark = pytest.mark.timeout(240)
 
-SYNTHETIC = shlex.join(python_argv("-m", "tests.harness.synthetic_server"))
+SYNTHETIC = shlex.join(python_argv("-m", "harness.synthetic_server"))
 # Slow enough that the cancel arrives while the response is still running.
 SLOW = json.dumps({"deltas": 200, "pause": 0.05})
 CHECK_NAMES = ("server starts", "health", "standard", "background + poll", "background + stream",
@@ -64,7 +64,7 @@ def test_all_checks_pass_against_a_working_server(pg_url, db_schema, tmp_path, s
 
 def test_checks_a_running_server_by_url(pg_url, db_schema, tmp_path, spawns):
     env = offline_env(pg_url, db_schema, tmp_path)
-    with ServerProcess(python_argv("-m", "tests.harness.synthetic_server"), env=env, log_path=tmp_path / "s.log") as server:
+    with ServerProcess(python_argv("-m", "harness.synthetic_server"), env=env, log_path=tmp_path / "s.log") as server:
         out = run_preflight(env, "--url", server.base_url, "--cancel-custom-inputs", SLOW)
     assert out.returncode == 0, out.stdout + out.stderr
     assert set(result_lines(out.stdout)) == set(CHECK_NAMES) - {"server starts"}

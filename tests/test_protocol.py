@@ -1,5 +1,5 @@
 """The protocol (docs/protocol.md), rule by rule, over real HTTP against a real server process
-and the embedded PostgreSQL. The synthetic agent (tests/harness/synthetic_agent.py)
+and the embedded PostgreSQL. The synthetic agent (harness/synthetic_agent.py)
 does what each request's ``custom_inputs`` says."""
 
 from __future__ import annotations

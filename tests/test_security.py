@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from agent_server.long_running.storage.queries import Queries, _raw_queries
 from agent_server.long_running.settings import EngineSettings
-from tests.harness import chaos
+from harness import chaos
 from tests.support import stream_frames, wait_for_status
 
 ENGINE = Path(__file__).resolve().parents[1] / "agent_server" / "long_running"
@@ -383,7 +383,7 @@ DEBUG_PATHS = ["/debug", "/debug/vars", "/debug/pprof", "/_debug", "/__debug__",
 
 
 def test_route_table_has_no_debug_or_kill_endpoint(shared_server):
-    import tests.harness.synthetic_server as serve
+    import harness.synthetic_server as serve
 
     routes = {(method, route.path) for route in serve.app.router.routes
               for method in (getattr(route, "methods", None) or ()) if method != "HEAD"}

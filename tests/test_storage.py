@@ -191,7 +191,7 @@ def test_embedded_postgres_is_shared_by_workers_and_survives_restart(tmp_path, s
     env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pgdata"), "DATABASE_URL": "",
            "SYNTHETIC_SERVER_KWARGS": json.dumps({"db_schema": "embedded_test"}),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    argv = python_argv("-m", "tests.harness.synthetic_server", "--workers", "2")
+    argv = python_argv("-m", "harness.synthetic_server", "--workers", "2")
     with ServerProcess(argv, env=env, log_path=tmp_path / "first.log") as server:
         server.wait_for_workers(2)  # a worker still starting would hold the stop up
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
@@ -217,7 +217,7 @@ def test_sigterm_to_a_single_worker_server_also_stops_its_embedded_postgres(tmp_
     env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pgdata"), "DATABASE_URL": "",
            "SYNTHETIC_SERVER_KWARGS": json.dumps({"db_schema": "embedded_test"}),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    server = ServerProcess(python_argv("-m", "tests.harness.synthetic_server"), env=env, log_path=tmp_path / "server.log")
+    server = ServerProcess(python_argv("-m", "harness.synthetic_server"), env=env, log_path=tmp_path / "server.log")
     try:
         server.launch().wait_until_healthy(timeout=90, database=True)
         assert (tmp_path / "pgdata" / "postmaster.pid").exists()

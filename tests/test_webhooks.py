@@ -1,5 +1,5 @@
 """Webhooks (docs/webhooks.md) end to end: real server processes, real receivers on 127.0.0.1
-(``tests/harness/webhook_receiver.py``), every delivery verified with the official ``openai`` package's
+(``harness/webhook_receiver.py``), every delivery verified with the official ``openai`` package's
 ``client.webhooks.unwrap``, and what is stored read back from the embedded PostgreSQL."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from agent_server.long_running.storage.store import Finish, Store
 from agent_server.long_running.webhooks.deliveries import MAX_RETRY_DELAY_SECONDS, WebhookDeliveries, retry_delay
 from agent_server.long_running.webhooks.settings import EVENT_TYPES, WebhookSettings, describe_url
 from agent_server.long_running.webhooks.signing import signed_headers
-from tests.harness.webhook_receiver import Delivery, WebhookReceiver
+from harness.webhook_receiver import Delivery, WebhookReceiver
 from tests.conftest import _start_synthetic
 from tests.support import (PROJECT_ROOT, agent_server_process, free_port, insert_response, open_database,
                            wait_for_status)

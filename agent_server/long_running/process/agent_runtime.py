@@ -26,6 +26,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from .switch_interval import short_switch_interval
+
 logger = logging.getLogger(__name__)
 
 _MLFLOW, _AGENT = "mlflow", "agent"
@@ -99,11 +101,12 @@ class AgentRuntime:
 
     def _import(self) -> None:
         try:
-            from ..runs import handler  # MLflow, and MLflow's request model
+            with short_switch_interval():  # the event loop keeps answering meanwhile
+                from ..runs import handler  # MLflow, and MLflow's request model
 
-            self._report(_MLFLOW, handler)
-            if self.load is not None:
-                self.load()
+                self._report(_MLFLOW, handler)
+                if self.load is not None:
+                    self.load()
             self._report(_AGENT, None)
         except BaseException as raised:  # noqa: BLE001 - whatever stopped the import is reported, not lost
             # (A future cannot carry KeyboardInterrupt or SystemExit to its awaiters.)

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .switch_interval import short_switch_interval
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,11 +57,19 @@ class TracingWarmUp:
 
 def warm_up_tracing() -> None:
     try:
-        # Private helpers: if a future MLflow moves them, we only lose the warm-up.
-        from mlflow.tracing.provider import _get_tracer
-        from mlflow.tracking._tracking_service.utils import _get_store
-
-        _get_store()
-        _get_tracer(__name__)
+        with short_switch_interval():  # the event loop keeps answering meanwhile
+            _warm_up()
     except Exception as exc:  # pragma: no cover - depends on the MLflow version
         logger.debug("MLflow tracing warm-up skipped: %s", exc)
+
+
+def _warm_up() -> None:
+    # Private helpers: if a future MLflow moves them, we only lose the warm-up.
+    from mlflow.tracing.provider import _get_tracer, is_tracing_enabled
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    if not is_tracing_enabled():
+        return  # tracing is off (mlflow.tracing.disable()): no store or tracer will be built
+
+    _get_store()
+    _get_tracer(__name__)

@@ -1,6 +1,6 @@
 """The one scriptable agent of the engine tests, the fault scenarios
-(``tests/harness/chaos.py``) and the benchmark (``bench/benchmark.py``): what it does
-comes from ``custom_inputs``. ``tests/harness/synthetic_server.py`` serves it.
+(``harness/chaos.py``) and the benchmark (``bench/benchmark.py``): what it does
+comes from ``custom_inputs``. ``harness/synthetic_server.py`` serves it.
 
 ``custom_inputs``:
 - ``deltas`` (int, default 3) and ``pause`` (seconds before each, default 0:

@@ -1,4 +1,4 @@
-"""A server process running the synthetic agent (``tests/harness/synthetic_agent.py``),
+"""A server process running the synthetic agent (``harness/synthetic_agent.py``),
 for the tests, the fault scenarios and the benchmark. It only ever listens on
 127.0.0.1.
 
@@ -7,7 +7,7 @@ flags (``--port``, ``--workers``) as for ``start-server``. ``LOG_LEVEL``
 (default ``INFO``) sets the log level; ``SYNTHETIC_TRACING=0`` turns MLflow
 tracing off (the benchmark measures the engine, not MLflow's trace export)::
 
-    SYNTHETIC_SERVER_KWARGS='{"database_url": "..."}' python -m tests.harness.synthetic_server --port 8123
+    SYNTHETIC_SERVER_KWARGS='{"database_url": "..."}' python -m harness.synthetic_server --port 8123
 """
 
 import json
@@ -16,7 +16,7 @@ import os
 
 import mlflow
 
-import tests.harness.synthetic_agent  # noqa: F401  (registers the handlers)
+import harness.synthetic_agent  # noqa: F401  (registers the handlers)
 from agent_server.long_running import LongRunningAgentServer
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
@@ -28,4 +28,4 @@ server = LongRunningAgentServer("ResponsesAgent", **json.loads(os.environ.get("S
 app = server.app
 
 if __name__ == "__main__":
-    server.run("tests.harness.synthetic_server:app", host="127.0.0.1")
+    server.run("harness.synthetic_server:app", host="127.0.0.1")

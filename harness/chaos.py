@@ -3,12 +3,12 @@
 A small library (``tests/test_faults.py`` calls the scenarios and asserts on
 what they return) and a CLI that runs them all and prints the figures::
 
-    uv run python -m tests.harness.chaos                 # every scenario, default sizes
-    uv run python -m tests.harness.chaos owner_killed claim_contention --runs-scale 0.5
-    uv run python -m tests.harness.chaos --json figures.json
+    uv run python -m harness.chaos                 # every scenario, default sizes
+    uv run python -m harness.chaos owner_killed claim_contention --runs-scale 0.5
+    uv run python -m harness.chaos --json figures.json
 
-Every server runs ``tests/harness/synthetic_server.py`` (the scriptable agent of
-``tests/harness/synthetic_agent.py``) on 127.0.0.1; the CLI starts its own embedded
+Every server runs ``harness/synthetic_server.py`` (the scriptable agent of
+``harness/synthetic_agent.py``) on 127.0.0.1; the CLI starts its own embedded
 PostgreSQL in a temporary folder (a Unix socket, no TCP). Every scenario is
 bounded: a fixed number of runs, a deadline on every wait, and every process
 it starts is killed before it returns. Randomness (where a kill lands) comes
@@ -118,13 +118,13 @@ def summary(recorded: dict[str, Figures] | None = None) -> str:
 
 
 class Server(ServerProcess):
-    """One ``tests/harness/synthetic_server.py`` process (its own process group) on 127.0.0.1."""
+    """One ``harness/synthetic_server.py`` process (its own process group) on 127.0.0.1."""
 
     def __init__(self, pg_url: str, schema: str, log_dir: Path, workers: int = 1, **kwargs: Any):
         port = free_port()
         self.schema = schema
         super().__init__(
-            [sys.executable, "-m", "tests.harness.synthetic_server", "--workers", str(workers)],
+            [sys.executable, "-m", "harness.synthetic_server", "--workers", str(workers)],
             env={"SYNTHETIC_SERVER_KWARGS": json.dumps({"database_url": pg_url, "db_schema": schema, **kwargs}),
                  "MLFLOW_TRACKING_URI": f"sqlite:///{Path(log_dir).resolve()}/mlflow-{port}.db"},
             port=port,
@@ -343,7 +343,7 @@ def run_threads(targets: list[Callable[[], Any]]) -> list[threading.Thread]:
 
 # ----- scenarios -----------------------------------------------------------------
 
-#: Where a kill lands in a run (see ``hold_at`` in tests/harness/synthetic_agent.py); "streaming" has no hold:
+#: Where a kill lands in a run (see ``hold_at`` in harness/synthetic_agent.py); "streaming" has no hold:
 #: the run streams fast and the kill lands between whatever events are in flight.
 KILL_POINTS = ("start", "delta", "tool", "end", "streaming")
 
