@@ -18,6 +18,7 @@ server cannot run anything: it logs why and stops itself.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -107,6 +108,10 @@ class AgentRuntime:
                 self._report(_MLFLOW, handler)
                 if self.load is not None:
                     self.load()
+            # Hundreds of thousands of objects (modules, classes, functions) came with the imports
+            # and live as long as the process: keep the cyclic GC from walking them again on
+            # every full collection while runs allocate.
+            gc.freeze()
             self._report(_AGENT, None)
         except BaseException as raised:  # noqa: BLE001 - whatever stopped the import is reported, not lost
             # (A future cannot carry KeyboardInterrupt or SystemExit to its awaiters.)
