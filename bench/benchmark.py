@@ -12,6 +12,8 @@ Figures (``--only`` takes a comma-separated subset of these names):
 - ``accept``: 50 x ``POST /responses {background: true}``, time to the response id:
   back to back (the figure), then 10 ms apart; both also against the floor
   server ``bench/floor.py`` (bare ASGI plus the same durable INSERT).
+- ``burst``: 400 background POSTs (200 with ``--quick``), 32 in flight at once;
+  time to each id and the whole burst's wall time.
 - ``first_event``: 50 x ``POST /responses {background: true, stream: true}``,
   time to the ``response.created`` frame.
 - ``live``: tasks of 100 deltas 20 ms apart, tailed with
@@ -76,12 +78,13 @@ from scripts.server_process import ServerProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-FIGURES = ("accept", "first_event", "live", "throughput", "scale", "across_workers", "resume", *recovery.FIGURES,
+FIGURES = ("accept", "burst", "first_event", "live", "throughput", "scale", "across_workers", "resume", *recovery.FIGURES,
            warm_up.FIGURE, tool_calls.FIGURE, "conversation", "large_input")
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
     "accept": ("accept latency p50", "<= 3 ms", lambda f: f["p50_ms"] <= 3),
+    "burst": ("burst: 32 POSTs in flight, p50", "reported", lambda f: None),
     "first_event": ("first event p50", "<= 5 ms", lambda f: f["p50_ms"] <= 5),
     "live": ("live delivery p50 / p95", "<= 5 / 20 ms", lambda f: f["p50_ms"] <= 5 and f["p95_ms"] <= 20),
     "across_workers": ("across workers p50", "<= 10 ms", lambda f: f["p50_ms"] <= 10),
@@ -376,6 +379,37 @@ def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
     return figure
 
 
+def bench_burst(ctx: Context, server: Server) -> dict[str, Any]:
+    """400 ``POST /responses {background: true}`` (one delta each), 32 in flight at once on 32
+    connections: time to each id, and the whole burst's wall time."""
+    total, in_flight = (200 if ctx.quick else 400), 32
+
+    async def burst() -> tuple[list[float], float]:
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60.0, limits=limits) as client:
+            body = request_body(1, background=True)
+            await asyncio.gather(*[client.post("/responses", json=body) for _ in range(in_flight)])  # connect
+            await asyncio.sleep(1.0)
+            gate, times = asyncio.Semaphore(in_flight), []
+
+            async def one() -> None:
+                async with gate:
+                    t0 = time.perf_counter()
+                    response = await client.post("/responses", json=body)
+                    times.append(time.perf_counter() - t0)
+                    assert response.json()["id"].startswith("resp_"), response.text
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*[one() for _ in range(total)])
+            return times, time.perf_counter() - t0
+
+    cpu_before = tree_cpu_seconds(server.proc.pid)
+    times, wall = asyncio.run(burst())
+    return {**summary_ms(times), "posts": total, "in_flight": in_flight, "wall_seconds": round(wall, 3),
+            "server_cpu_ms_per_request": round((tree_cpu_seconds(server.proc.pid) - cpu_before) * 1000
+                                               / (total + in_flight), 2)}
+
+
 def bench_first_event(ctx: Context, server: Server) -> dict[str, Any]:
     n = 10 if ctx.quick else 50
     times, broken = [], 0
@@ -616,6 +650,7 @@ def bench_resume(ctx: Context, server: Server) -> dict[str, Any]:
 #: Server groups: (name, workers, constructor kwargs, figures run on it in order).
 GROUPS = [
     ("one", 1, {}, ("accept", "first_event", "live", "throughput")),
+    ("burst", 1, {}, ("burst",)),
     ("scale", 1, {"max_concurrent_tasks": 1000}, ("scale",)),
     ("two", 2, {}, ("across_workers", "resume")),
     ("tools", 1, {}, (tool_calls.FIGURE,)),  # its own agent servers; this one stays idle
@@ -623,7 +658,7 @@ GROUPS = [
     ("memory", 1, {}, ("large_input",)),
 ]
 
-RUNNERS = {"accept": bench_accept, "first_event": bench_first_event, "live": bench_live,
+RUNNERS = {"accept": bench_accept, "burst": bench_burst, "first_event": bench_first_event, "live": bench_live,
            "throughput": bench_throughput, "scale": bench_scale, "across_workers": bench_across_workers,
            "resume": bench_resume, tool_calls.FIGURE: tool_calls.run, "conversation": bench_conversation,
            "large_input": bench_large_input}
@@ -652,6 +687,9 @@ def table(figures: dict[str, dict]) -> str:
             floor, paced = f["floor"], f["paced"]
             return (f"p50 {f['p50_ms']} ms (floor {floor['back_to_back']['p50_ms']}); "
                     f"{paced['pause_ms']:g} ms apart {paced['p50_ms']} (floor {floor['paced']['p50_ms']}); "
+                    f"CPU {f['server_cpu_ms_per_request']} ms/req")
+        if name == "burst":
+            return (f"{f['posts']} POSTs: p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms, {f['wall_seconds']} s in all, "
                     f"CPU {f['server_cpu_ms_per_request']} ms/req")
         if name in ("first_event", "across_workers"):
             return f"p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms"
@@ -687,7 +725,8 @@ def table(figures: dict[str, dict]) -> str:
         what, target, check = TARGETS[name]
         f = figures[name]
         try:
-            ok = "yes" if check(f) else "NO"
+            verdict = check(f)
+            ok = "-" if verdict is None else ("yes" if verdict else "NO")  # None: reported, no target
         except (KeyError, TypeError):
             ok = "?"
         lines.append(f"{what:<36} {measured(name, f):<70} {target:<24} {ok}")

@@ -31,6 +31,8 @@ class Compared:
 COMPARED = (
     Compared("accept.p50_ms", False, 0.3),
     Compared("accept.server_cpu_ms_per_request", False, 0.2),
+    Compared("burst.p50_ms", False, 5.0),
+    Compared("burst.server_cpu_ms_per_request", False, 0.2),
     Compared("first_event.p50_ms", False, 0.3),
     Compared("live.p50_ms", False, 0.3),
     Compared("live.p95_ms", False, 0.5),
