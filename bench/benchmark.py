@@ -34,6 +34,8 @@ Figures (``--only`` takes a comma-separated subset of these names):
   against turn 1 (``bench/conversation.py``).
 - ``restart`` and ``start``: see ``bench/recovery.py`` (one worker killed and
   restarted; spawn to ``/health`` 200, ours and the reference server's).
+- ``slow_readers``: server RSS growth while clients that read nothing hold background
+  streams open, against the bytes they left unread (``bench/slow_readers.py``).
 - ``warm_up``: accept p50 while MLflow's tracing warms up after start-up, against
   the same server idle (``bench/warm_up.py``).
 
@@ -67,7 +69,7 @@ import httpx
 import psutil
 import psycopg
 
-from bench import compare, tool_calls, warm_up
+from bench import compare, slow_readers, tool_calls, warm_up
 from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench import recovery
 from bench.measure import pct, sse_frames, summary_ms
@@ -79,7 +81,7 @@ from scripts.server_process import ServerProcess
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ("accept", "burst", "first_event", "live", "throughput", "scale", "across_workers", "resume", *recovery.FIGURES,
-           warm_up.FIGURE, tool_calls.FIGURE, "conversation", "large_input")
+           warm_up.FIGURE, tool_calls.FIGURE, "conversation", "large_input", slow_readers.FIGURE)
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
@@ -95,6 +97,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
     "resume": ("resume after SIGKILL (p50)", "<= 1 s", lambda f: f["p50_seconds"] <= 1),
     **recovery.TARGETS,
     warm_up.FIGURE: warm_up.TARGET,
+    slow_readers.FIGURE: slow_readers.TARGET,
     tool_calls.FIGURE: tool_calls.TARGET,
     "conversation": CONVERSATION_TARGET,  # bench/conversation.py
     "large_input": ("4 x 10 MB inputs at once: peak RSS", "< 1 GiB", lambda f: f["four_runs_peak_rss_mib"] < 1024),
@@ -656,12 +659,13 @@ GROUPS = [
     ("tools", 1, {}, (tool_calls.FIGURE,)),  # its own agent servers; this one stays idle
     ("conversation", 1, {}, ("conversation",)),
     ("memory", 1, {}, ("large_input",)),
+    ("slow", 1, {}, (slow_readers.FIGURE,)),
 ]
 
 RUNNERS = {"accept": bench_accept, "burst": bench_burst, "first_event": bench_first_event, "live": bench_live,
            "throughput": bench_throughput, "scale": bench_scale, "across_workers": bench_across_workers,
            "resume": bench_resume, tool_calls.FIGURE: tool_calls.run, "conversation": bench_conversation,
-           "large_input": bench_large_input}
+           "large_input": bench_large_input, slow_readers.FIGURE: slow_readers.run}
 
 
 def machine() -> dict[str, Any]:
@@ -711,6 +715,8 @@ def table(figures: dict[str, dict]) -> str:
             return tool_calls.measured(f)
         if name == warm_up.FIGURE:
             return warm_up.measured(f)
+        if name == slow_readers.FIGURE:
+            return slow_readers.measured(f)
         if name in recovery.FIGURES:
             return recovery.measured(name, f)
         if name == "large_input":

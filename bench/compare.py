@@ -48,6 +48,7 @@ COMPARED = (
     Compared("conversation.turn_1000.accept.p50_ms", False, 0.5),
     Compared("conversation.turn_1000.first_delta.p50_ms", False, 0.5),
     Compared("large_input.four_runs_mib_per_input_mb", False, 0.3),
+    Compared("slow_readers.rss_growth_per_unread_mib", False, 0.2),
 )
 
 
