@@ -37,7 +37,7 @@ class LongRunningAgentServer:
     """An agent server with durable background runs on Postgres.
 
     Constructor- and route-compatible with ``databricks_ai_bridge.long_running.LongRunningAgentServer``
-    (an MLflow ``AgentServer`` subclass) and serving the same ``app``; see README "Server settings"
+    (an MLflow ``AgentServer`` subclass) and serving the same ``app``; see docs/server-settings.md
     for every argument. Not a subclass itself: MLflow and the agent are imported after start-up, so
     ``/health`` answers in about a second. The database is chosen at start-up: ``database_url`` /
     ``DATABASE_URL``, else Lakebase (arguments or ``LAKEBASE_*``), else an embedded PostgreSQL.

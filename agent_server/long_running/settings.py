@@ -31,7 +31,7 @@ def check_schema_name(name: object) -> str:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Timing, capacity and storage settings; see README "Server settings"."""
+    """Timing, capacity and storage settings; see docs/server-settings.md."""
 
     task_timeout_seconds: float = 3600.0
     poll_interval_seconds: float = 1.0
