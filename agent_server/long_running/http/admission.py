@@ -200,8 +200,8 @@ async def _unstored(ctx: RouteContext, caller: Caller, admission: Admission, hea
     timeout = ctx.settings.task_timeout_seconds
     lease = RunLease(response_id=new_response_id(), attempt_number=1, request=admission.request,
                      headers=caller.headers, created_at=time.time(), deadline=time.time() + timeout,
-                     model=ctx.model_name, next_sequence=0, metadata=admission.request.get("metadata") or {},
-                     background=False)
+                     model=ctx.model_name, next_sequence=0, owner=caller.owner,
+                     metadata=admission.request.get("metadata") or {}, background=False)
     events = run_unstored(lease, ctx.handler, timeout)
     if admission.stream:
         async def frames() -> AsyncIterator[str]:

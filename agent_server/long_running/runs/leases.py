@@ -27,6 +27,7 @@ class RunLease:
     deadline: float  # wall-clock time the task times out
     model: str
     next_sequence: int
+    owner: str  # the identity the response belongs to (its memory is this identity's)
     conversation_id: str | None = None  # set on resumed attempts
     metadata: dict[str, str] = field(default_factory=dict)  # the request's, echoed on the Response
     background: bool = True  # False: a standard request, run (and stored) the same way

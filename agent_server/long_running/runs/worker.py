@@ -190,6 +190,7 @@ class Worker:
                     deadline=time.time() + self.settings.task_timeout_seconds,
                     model=model,
                     next_sequence=1,
+                    owner=owner,
                     metadata=request.get("metadata") or {},
                     background=background,
                     history=history,
