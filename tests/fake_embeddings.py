@@ -10,13 +10,11 @@ teal" although the two share no word, as a real embedding model would place them
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.support import FAKE_TOKEN as TOKEN
+from tests.support import FakeWorkspaceServer
 
 EMBEDDINGS_PATH = "/serving-endpoints/embeddings"
 
@@ -47,57 +45,27 @@ def embed(text: str) -> list[float]:
     return [x / norm for x in vector]
 
 
-class FakeEmbeddingEndpoint:
+class FakeEmbeddingEndpoint(FakeWorkspaceServer):
     """``with FakeEmbeddingEndpoint() as fake:`` serves on ``fake.host``; ``fake.requests`` holds
     what it was sent; ``fake.failing = True`` makes it answer 503."""
 
     def __init__(self) -> None:
-        fake = self
         self.requests: list[dict] = []
         self.failing = False
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-            def do_GET(self):  # the Databricks SDK's host-metadata probe
-                self.send_error(404)
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                fake.requests.append({"path": self.path, "body": body,
-                                      "authorization": self.headers.get("Authorization")})
-                if self.path != EMBEDDINGS_PATH:
-                    return self._json(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": self.path})
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._json(401, {"error_code": "UNAUTHENTICATED", "message": "bad token"})
-                if fake.failing:
-                    return self._json(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "down"})
-                texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-                self._json(200, {"object": "list", "model": body.get("model"),
-                                 "data": [{"object": "embedding", "index": i, "embedding": embed(t)}
-                                          for i, t in enumerate(texts)],
-                                 "usage": {"prompt_tokens": 1, "total_tokens": 1}})
-
-            def _json(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self.host = f"http://127.0.0.1:{self._server.server_address[1]}"
+    def _answer(self, method: str, path: str, _query, body: dict, authorization: str) -> tuple[int, dict]:
+        self.requests.append({"method": method, "path": path, "body": body, "authorization": authorization})
+        if method != "POST" or path != EMBEDDINGS_PATH:  # (the SDK's host-metadata probe, among others)
+            return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": path}
+        if authorization != f"Bearer {TOKEN}":
+            return 401, {"error_code": "UNAUTHENTICATED", "message": "bad token"}
+        if self.failing:
+            return 503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "down"}
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return 200, {"object": "list", "model": body.get("model"),
+                     "data": [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(texts)],
+                     "usage": {"prompt_tokens": 1, "total_tokens": 1}}
 
     def embedding_requests(self) -> list[dict]:
-        return [r for r in self.requests if r["path"] == EMBEDDINGS_PATH]
-
-    def __enter__(self) -> "FakeEmbeddingEndpoint":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return [r for r in self.requests if r["method"] == "POST" and r["path"] == EMBEDDINGS_PATH]
