@@ -52,7 +52,8 @@ class MemoryBook:
         return row
 
     async def search(self, owner: str, query: str, limit: int = SEARCH_LIMIT) -> list[MemoryRow]:
-        return await find(self.store, self.mode, owner, searchable(query), limit)
+        # A query longer than any memory could be says nothing more (and costs an embedding).
+        return await find(self.store, self.mode, owner, searchable(query[:self.limits.max_chars]), limit)
 
     async def get(self, owner: str, memory_id: str) -> MemoryRow | None:
         if not MEMORY_ID.match(memory_id):  # (a model may pass anything; nothing else can be a memory)

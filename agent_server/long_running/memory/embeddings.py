@@ -57,4 +57,6 @@ class EmbeddingEndpoint:
 def _make_client(timeout_seconds: float) -> Any:
     from databricks_openai import AsyncDatabricksOpenAI
 
-    return AsyncDatabricksOpenAI(timeout=timeout_seconds, max_retries=1)
+    # No retries: a memory left without an embedding is embedded on a later search, and a search
+    # falls back to full text; a person or a tool waiting for a retry gains nothing.
+    return AsyncDatabricksOpenAI(timeout=timeout_seconds, max_retries=0)
