@@ -218,7 +218,7 @@ def deployed(pg_url, tmp_path_factory):
             "LLM_ENDPOINT_NAME": "", "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.002",
             "DATABASE_URL": pg_url, "AGENT_SERVER_DB_SCHEMA": f"memory_deployed_{uuid.uuid4().hex[:8]}",
         })
-        proc.start(timeout=180)
+        proc.launch().wait_until_healthy(180, database=True)
         proc.fake, proc.schema = fake, proc.env["AGENT_SERVER_DB_SCHEMA"]
         try:
             yield proc
@@ -262,3 +262,24 @@ def test_deployed_semantic_search_finds_a_paraphrase(deployed):
     assert sent and all(r["authorization"] == f"Bearer {FAKE_TOKEN}" and r["body"]["model"] == "fake-embed"
                         for r in sent)
     assert "Long-term memory: semantic search (embedding endpoint fake-embed, pgvector)" in deployed.log_tail(100_000)
+
+
+def test_without_a_database_memory_says_so_and_the_run_still_answers(tmp_path):
+    """The database unreachable: a standard request runs unstored; its memory tools say why
+    they cannot help, and /memories answers 503 (never a 500)."""
+    proc = agent_server_process("langgraph", tmp_path, {
+        "DATABASE_URL": f"postgresql://nobody@/nothing?host={tmp_path}/no-such-socket",
+        "LLM_ENDPOINT_NAME": "", "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.002"})
+    try:
+        proc.start(timeout=180)
+        with openai.OpenAI(base_url=proc.base_url, api_key="unused", timeout=60, max_retries=0) as agent:
+            answer = agent.responses.create(model="agent", input=TEAL)
+        assert answer.status == "completed"
+        [output] = tool_outputs(answer, "save_memory")
+        assert output.startswith("Not saved: no database (")
+        with httpx.Client(base_url=proc.base_url, timeout=60) as http:
+            listed = http.get("/memories")
+            assert listed.status_code == 503 and listed.json()["error"]["code"] == "background_unavailable"
+            assert http.get("/health").json()["memory"] == {"status": "unavailable", "anonymous_callers": "allowed"}
+    finally:
+        proc.kill()

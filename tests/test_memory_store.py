@@ -177,11 +177,11 @@ def test_the_gate_gives_no_memory_to_the_anonymous_caller_when_deployed(pg_url, 
     assert saved.startswith("Saved memory mem_") and "the developer's own memory" in found
     assert gone.startswith("Deleted memory mem_")
     assert outside == "Not saved: Memory works only inside a server run."
-    assert down == "Memory is unavailable: the database is down."
+    assert down == "no database (it is down)"
 
 
 def _no_database():
-    raise MemoryUnavailable("Memory is unavailable: the database is down.")
+    raise MemoryUnavailable("no database (it is down)")
 
 
 # ----- full-text search --------------------------------------------------------------------------

@@ -77,9 +77,9 @@ class EngineConnection:
     def memory_book(self) -> MemoryBook:
         """The engine's memory book, or :class:`MemoryUnavailable` saying why there is none."""
         if self.stopping.is_set():
-            raise MemoryUnavailable("Memory is unavailable: the server is shutting down.")
+            raise MemoryUnavailable("the server is shutting down")
         if self.engine is None:
-            raise MemoryUnavailable(f"Memory is unavailable: {self.unavailable_reason}.")
+            raise MemoryUnavailable(f"no database ({self.unavailable_reason})")
         return self.engine.memory
 
     async def wait_first_attempt(self, timeout: float) -> None:
