@@ -111,6 +111,13 @@ def test_a_save_key_saves_once(pg_url, db_schema, sql):
     assert sql(f"SELECT count(*) FROM {db_schema}.memories") == [(2,)]
 
 
+@pytest.mark.parametrize("bad", [{"memory_max_chars": 0}, {"memory_max_per_identity": True},
+                                 {"memory_max_chars": 2.5}, {"memory_embedding_endpoint": "  "}])
+def test_memory_settings_are_checked_when_the_server_is_built(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        EngineSettings(**bad)
+
+
 # ----- owners apart, hostile input -----------------------------------------------------------------
 
 def test_owners_never_reach_each_others_memories_and_sql_in_text_is_only_text(pg_url, db_schema, sql):
