@@ -102,6 +102,9 @@ try:
         shutdown_timeout_seconds=_number("SHUTDOWN_TIMEOUT_SECONDS", 5.0),
         model_name=MODEL.name,
         multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
+        memory_max_chars=_number("MEMORY_MAX_CHARS", 2000, int),
+        memory_max_per_identity=_number("MEMORY_MAX_PER_IDENTITY", 1000, int),
+        memory_embedding_endpoint=(os.environ.get("DATABRICKS_EMBEDDING_ENDPOINT") or "").strip() or None,
     )
 except ValueError as exc:
     raise SystemExit(f"Cannot start the server: {exc}") from None

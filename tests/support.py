@@ -195,16 +195,18 @@ def schema_errors(bundle: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
 
 
 @contextmanager
-def offline_variant_servers(pg_url: str, tmp_path_factory, label: str,
-                            variants) -> Iterator[dict[str, ServerProcess]]:
+def offline_variant_servers(pg_url: str, tmp_path_factory, label: str, variants,
+                            env: dict[str, str] | None = None) -> Iterator[dict[str, ServerProcess]]:
     """One ``start-server --agent <variant>`` per variant (offline model, fast tokens), each on a
-    schema of its own (``proc.schema``), started side by side (start-up dominates), killed after."""
+    schema of its own (``proc.schema``), started side by side (start-up dominates), killed after.
+    ``env`` adds settings."""
     procs = {variant: agent_server_process(variant, tmp_path_factory.mktemp(f"{label}-{variant}"), {
         "DATABASE_URL": pg_url,
         "AGENT_SERVER_DB_SCHEMA": f"{label}_{variant}_{uuid.uuid4().hex[:8]}",
         "LLM_ENDPOINT_NAME": "",
         "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.002",
         "AGENT_FRAMEWORK": "",
+        **(env or {}),
     }) for variant in variants}
     try:
         for proc in procs.values():

@@ -19,6 +19,7 @@ from openai.types.responses import Response
 
 from agent_server.agents import FRAMEWORKS
 from agent_server.agents.common.offline.script import Turn, plan_reply
+from agent_server.agents.tools import TOOLS as AGENT_TOOLS
 from tests.openai_grammar import Grammar, check_stream, parse_strictly, read_sse
 from tests.support import ServerProcess, offline_variant_servers
 from harness.synthetic_agent import TEXT_PREFIX
@@ -26,7 +27,7 @@ from harness.synthetic_agent import TEXT_PREFIX
 VARIANTS = sorted(FRAMEWORKS)
 HELLO = "hello there"
 RESEARCH = "Research tide pools for 0.2 seconds"  # one function call, its output, then a message
-TOOLS = ["get_current_time", "research"]
+TOOLS = [tool.__name__ for tool in AGENT_TOOLS]  # what both variants offer the model
 
 
 def offline_answer(text: str) -> str:

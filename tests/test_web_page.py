@@ -314,3 +314,56 @@ def test_markdown_in_model_output_renders_inert(server, new_page):
     assert rendered[0]["text"] == hostile[0] and rendered[4]["text"] == "<script>alert(1)</script>"
     assert rendered[8]["hrefs"] == ['https://example.com/?a="b"']
     print(json.dumps(rendered[:2]))
+
+
+def test_the_memories_panel_shows_and_forgets_what_the_agent_remembers(server, new_page):
+    carol = {"X-Forwarded-Email": "carol@example.com"}
+    dave = {"X-Forwarded-Email": "dave@example.com"}
+    page = new_page(carol)
+    page.goto(server.url)
+    page.locator("#memories-empty").wait_for()  # nothing remembered yet
+    send(page, "Remember that my favourite colour is teal")
+    wait_finished(page, 0)
+    teal = page.locator(".memory", has_text="my favourite colour is teal")
+    teal.wait_for()  # the panel refreshed when the run ended
+    teal_id = teal.get_attribute("data-memory-id")
+
+    # A new chat (no previous response): the agent still knows.
+    page.click("#new-chat")
+    send(page, "What is my favourite colour?")
+    wait_finished(page, 0)
+    assert "teal" in " ".join(shown_text(page, 0))
+
+    # A memory's text is shown as text, never as markup.
+    hostile = "<img src=x onerror=window.pwned=1> **not bold**"
+    added = httpx.post(server.process.base_url + "/memories", json={"text": hostile}, headers=carol, timeout=30)
+    assert added.status_code == 200
+    page.reload()
+    page.locator(".memory", has_text="onerror").wait_for()
+    assert page.locator(".memory-text").all_inner_texts() == [hostile, "my favourite colour is teal"]
+    assert page.locator(".memories img, .memories strong").count() == 0 and page.evaluate("window.pwned") is None
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "memories-panel.png"))
+
+    # Someone else sees none of it, and cannot reach it.
+    other = new_page(dave)
+    other.goto(server.url)
+    other.locator("#memories-empty").wait_for()
+    assert other.locator(".memory").count() == 0
+    assert other.evaluate(f"fetch('memories/{teal_id}', {{method: 'DELETE'}}).then(r => r.status)") == 404
+
+    # Delete asks once more, then forgets that one memory only.
+    teal.get_by_role("button", name="Delete").click()
+    teal.get_by_role("button", name="Really delete?").click()
+    page.locator(f".memory[data-memory-id='{teal_id}']").wait_for(state="detached")
+    assert [m["text"] for m in server.get("/memories", carol)["data"]] == [hostile]
+
+    # Forget all: Dave's two memories go, Carol's stays.
+    for text in ("I like tea", "I live in Lisbon"):
+        httpx.post(server.process.base_url + "/memories", json={"text": text}, headers=dave, timeout=30)
+    other.reload()
+    other.locator(".memory", has_text="Lisbon").wait_for()
+    other.click("#forget-all")
+    other.get_by_role("button", name="Really forget all?").click()
+    other.locator("#memories-empty").wait_for()
+    assert server.get("/memories", dave)["data"] == [] and len(server.get("/memories", carol)["data"]) == 1

@@ -2,7 +2,8 @@
 
 Each SDK wraps them in its own tool type (``function_tool`` for the OpenAI
 Agents SDK, ``StructuredTool`` for LangGraph); the docstrings and type hints
-become the schema the model sees. Add a tool here and list it in ``TOOLS``.
+become the schema the model sees. Add a tool here and list it in ``TOOLS``
+(which also holds the long-term memory tools of ``memory_tools.py``).
 
 ``@durable_tool`` makes a finished call run exactly once per response: if the
 server restarts mid-run, the resumed attempt gets the recorded output instead
@@ -20,6 +21,7 @@ import os
 from datetime import datetime, timezone
 
 from . import current_idempotency_key, durable_tool
+from .memory_tools import MEMORY_TOOLS
 
 logger = logging.getLogger(__name__)
 
@@ -61,4 +63,6 @@ async def research(topic: str, seconds: float = 10.0) -> str:
     return f"Research on {topic!r} finished after {seconds:g}s. " + "; ".join(notes) + "."
 
 
-TOOLS = [get_current_time, research]
+# Long-term memory (save, search, delete the caller's memories; see memory_tools.py): drop
+# *MEMORY_TOOLS to run without it.
+TOOLS = [get_current_time, research, *MEMORY_TOOLS]

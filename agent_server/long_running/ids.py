@@ -7,6 +7,7 @@ import uuid
 
 RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{32}$")
 CONVERSATION_ID = re.compile(r"^conv_[0-9a-f]{32}$")
+MEMORY_ID = re.compile(r"^mem_[0-9a-f]{32}$")
 
 
 def new_response_id() -> str:
@@ -15,3 +16,7 @@ def new_response_id() -> str:
 
 def new_conversation_id() -> str:
     return f"conv_{uuid.uuid4().hex}"
+
+
+def new_memory_id() -> str:
+    return f"mem_{uuid.uuid4().hex}"

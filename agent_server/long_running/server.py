@@ -23,6 +23,7 @@ from .http.context import RouteContext
 from .http.database_errors import install_database_error_handler
 from .http.header_checks import HeaderChecks
 from .http.routes import install_routes
+from .memory.access import MemoryGate
 from .process.agent_runtime import AgentHandler, AgentRuntime
 from .process.engine import EngineConnection
 from .process.serve import serve
@@ -75,15 +76,19 @@ class LongRunningAgentServer:
         self._lakebase = LakebaseTarget(*lakebase_args) if any(lakebase_args) else None
         self._runtime = AgentRuntime()
         self._tracing = TracingWarmUp()
-        handler = AgentHandler(self._runtime, self.transform_stream_event, self._tracing.ready)
         # Webhooks are configured by the environment only (raises ValueError naming a malformed variable).
         webhooks = WebhookSettings.from_environment(os.environ)
+        # Deployed, every caller has a forwarded identity: one without gets no memory (fail closed).
+        memory = MemoryGate(lambda: self._engines.memory_book(),
+                            anonymous_allowed=not os.environ.get("DATABRICKS_APP_NAME"))
+        handler = AgentHandler(self._runtime, self.transform_stream_event, self._tracing.ready, memory)
         self._engines = EngineConnection(self.settings, worker_id=self.worker_id, handler=handler,
                                          request_model_loaded=self._runtime.mlflow,
                                          database_url=database_url, lakebase=self._lakebase, webhooks=webhooks)
         self._shutdown = ShutdownSignal(self.settings.shutdown_timeout_seconds)
         self.app = _chat_proxy_app(agent_type) if enable_chat_proxy else FastAPI(title="Agent Server")
-        context = RouteContext(self.settings, self._engines, self._runtime, self._tracing, handler, self.model_name)
+        context = RouteContext(self.settings, self._engines, self._runtime, self._tracing, handler, self.model_name,
+                               memory)
         # With the chat proxy, `/` is upstream's chat app.
         install_routes(self.app, context, serve_web_page=not enable_chat_proxy)
         install_error_handlers(self.app)

@@ -57,6 +57,11 @@ class EngineSettings:
     db_pool_max_size: int = 10
     # The default of the per-request multitask_strategy field.
     multitask_strategy: str = "enqueue"
+    # Long-term memory: the longest memory, in characters, and how many one identity may keep.
+    memory_max_chars: int = 2000
+    memory_max_per_identity: int = 1000
+    # A Databricks embedding endpoint: semantic memory search besides full text (needs pgvector).
+    memory_embedding_endpoint: str | None = None
 
     @classmethod
     def names(cls) -> set[str]:
@@ -92,6 +97,14 @@ class EngineSettings:
         if isinstance(self.db_pool_max_size, bool) or not isinstance(self.db_pool_max_size, int) \
                 or self.db_pool_max_size < 2:
             raise ValueError(f"db_pool_max_size must be an integer of at least 2, got {self.db_pool_max_size!r}")
+        for name in ("memory_max_chars", "memory_max_per_identity"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if self.memory_embedding_endpoint is not None and (
+                not isinstance(self.memory_embedding_endpoint, str) or not self.memory_embedding_endpoint.strip()):
+            raise ValueError(f"memory_embedding_endpoint must be an endpoint name or None, "
+                             f"got {self.memory_embedding_endpoint!r}")
         if self.multitask_strategy not in MULTITASK_STRATEGIES:
             raise ValueError(f"multitask_strategy must be one of {', '.join(MULTITASK_STRATEGIES)}, "
                              f"got {self.multitask_strategy!r}")

@@ -199,8 +199,8 @@ async def _standard(ctx: RouteContext, engine: Engine | None, caller: Caller, ad
 async def _unstored(ctx: RouteContext, caller: Caller, admission: Admission, headers: dict[str, str]):
     timeout = ctx.settings.task_timeout_seconds
     lease = RunLease.first_attempt(response_id=new_response_id(), request=admission.request, headers=caller.headers,
-                                   created_at=time.time(), task_timeout_seconds=timeout, model=ctx.model_name,
-                                   background=False, next_sequence=0)
+                                   owner=caller.owner, created_at=time.time(), task_timeout_seconds=timeout,
+                                   model=ctx.model_name, background=False, next_sequence=0)
     events = run_unstored(lease, ctx.handler, timeout)
     if admission.stream:
         async def frames() -> AsyncIterator[str]:

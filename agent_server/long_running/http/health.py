@@ -1,5 +1,5 @@
-"""``/health`` (the database, the agent's import, this worker, the webhook backlog) and ``/agent/info``
-(as MLflow's)."""
+"""``/health`` (the database, the agent's import, memory, this worker, the webhook backlog) and
+``/agent/info`` (as MLflow's)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ async def health(ctx: RouteContext) -> dict[str, Any]:
         # Runs that start while MLflow tracing warms up (seconds after start-up) are not traced.
         "tracing": "ready" if ctx.tracing.done else "warming_up",
         "agent": "ready" if ctx.runtime.agent_ready else "importing",
+        # Which search long-term memory uses (decided when the database connects), and who gets memory.
+        "memory": {**(engine.memory.describe() if engine else {"status": "unavailable"}), **ctx.memory.describe()},
         "worker": {
             "id": engines.worker_id,
             "running": engine.worker.running_count if engine else 0,

@@ -2,7 +2,7 @@
 
 MLflow's ``AgentServer`` routes (``/invocations``, ``/responses``, ``/agent/info``,
 ``/health``) plus background mode's: retrieval, listing, input items, cancel,
-delete, and the ``/conversations`` endpoints.
+delete, and the ``/conversations`` and ``/memories`` endpoints.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .health import agent_info, health
 from .identity import owner_of
 from .input_items import list_input_items
 from .listing import list_page
+from .memory_routes import install_memory_routes
 from .paging import page_of
 from .validation import check_response_id
 
@@ -60,6 +61,7 @@ def install_routes(app: FastAPI, ctx: RouteContext, *, serve_web_page: bool) -> 
 
     install_conversation_routes(app, lambda: engines.require().store, ctx.runtime.request_validator,
                                 ctx.settings.max_request_bytes)
+    install_memory_routes(app, ctx)
 
     @app.get("/responses/{response_id}")
     async def retrieve(response_id: str, request: Request):

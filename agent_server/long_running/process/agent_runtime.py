@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from ..memory.access import MemoryGate
 from .switch_interval import short_switch_interval
 
 logger = logging.getLogger(__name__)
@@ -145,13 +146,15 @@ def _settle(future: asyncio.Future, outcome: Any) -> None:
 
 class AgentHandler:
     """The worker's handler: runs an attempt through MLflow's registered handler once the agent is
-    imported. ``transform`` is the server's ``transform_stream_event``."""
+    imported. ``transform`` is the server's ``transform_stream_event``; ``memory`` gives each
+    attempt its owner's long-term memory."""
 
     def __init__(self, runtime: AgentRuntime, transform: Callable[[dict, str], dict],
-                 tracing_ready: Callable[[], bool]):
+                 tracing_ready: Callable[[], bool], memory: MemoryGate):
         self._runtime = runtime
         self._transform = transform
         self._tracing_ready = tracing_ready
+        self._memory = memory
         self._invoker: Any = None
 
     async def __call__(self, lease: Any, writer: Any) -> None:
@@ -159,5 +162,5 @@ class AgentHandler:
             await self._runtime.agent()
             handler = await self._runtime.mlflow()
             self._invoker = handler.HandlerInvoker(await self._runtime.request_validator(), self._transform,
-                                                   self._tracing_ready)
+                                                   self._memory, self._tracing_ready)
         await self._invoker(lease, writer)

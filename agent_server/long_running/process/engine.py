@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from ..errors import ApiError, shutting_down
 from ..events.tail import EventTail
+from ..memory.access import MemoryUnavailable
+from ..memory.book import MemoryBook, open_memory_book
 from ..runs.attempt import Handler
 from ..runs.leases import LocalAttempts
 from ..runs.liveness import Liveness
@@ -39,6 +41,7 @@ class Engine:
     worker: Worker
     liveness: Liveness
     webhooks: WebhookDeliveries | None  # None: no webhooks configured
+    memory: MemoryBook  # long-term memory, on the routes' store
 
 
 class EngineConnection:
@@ -75,6 +78,14 @@ class EngineConnection:
             raise ApiError(503, f"Background mode is unavailable: {self.unavailable_reason}.",
                            code="background_unavailable")
         return self.engine
+
+    def memory_book(self) -> MemoryBook:
+        """The engine's memory book, or :class:`MemoryUnavailable` saying why there is none."""
+        if self.stopping.is_set():
+            raise MemoryUnavailable("the server is shutting down")
+        if self.engine is None:
+            raise MemoryUnavailable(f"no database ({self.unavailable_reason})")
+        return self.engine.memory
 
     async def wait_first_attempt(self, timeout: float) -> None:
         """Until the first connection attempt has ended (or ``timeout``), so a server that is
@@ -134,6 +145,7 @@ class EngineConnection:
         attempts = LocalAttempts()
         tail = EventTail(request_store, settings.poll_interval_seconds, runs_here=attempts.__contains__)
         worker_store = Store(db, webhooks=fanout)
+        memory = await open_memory_book(request_store, worker_store, settings)
         liveness = Liveness(db, worker_store, self.worker_id)
         worker = Worker(store=worker_store, tail=tail, settings=settings, worker_id=self.worker_id,
                         handler=self._handler, attempts=attempts, dead_owners_by_lock=liveness.use_locks,
@@ -148,7 +160,7 @@ class EngineConnection:
         worker.start()
         if webhooks:
             webhooks.start(worker_store)
-        return Engine(db, request_store, tail, worker, liveness, webhooks)
+        return Engine(db, request_store, tail, worker, liveness, webhooks, memory)
 
     def begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): end live streams now and hand our runs to other workers."""

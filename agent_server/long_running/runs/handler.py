@@ -20,6 +20,7 @@ from mlflow.types.responses import ResponsesAgentRequest
 
 from .leases import RunLease
 from ..events.stream_grammar import StreamGrammar
+from ..memory.access import MemoryGate, attempt_memory
 from ..tools.tool_calls import AttemptToolCalls, attempt_tool_calls
 from .writer import AttemptWriter
 
@@ -36,22 +37,26 @@ Transform = Callable[[dict, str], dict]
 class HandlerInvoker:
     """Calls the handler with the attempt's request and appends what it yields to the writer.
 
-    ``validator`` is MLflow's ResponsesAgent validator (request in, events out).
+    ``validator`` is MLflow's ResponsesAgent validator (request in, events out); ``memory`` gives
+    each attempt its owner's long-term memory.
     """
 
-    def __init__(self, validator: Any, transform: Transform, tracing_ready: Callable[[], bool] = lambda: True):
+    def __init__(self, validator: Any, transform: Transform, memory: MemoryGate,
+                 tracing_ready: Callable[[], bool] = lambda: True):
         self.validator = validator
         self.transform = transform
+        self.memory = memory
         # False while MLflow's first span would still block the event loop for seconds.
         self.tracing_ready = tracing_ready
 
     async def __call__(self, lease: RunLease, writer: AttemptWriter) -> None:
-        """Run one attempt; its tools record their finished calls through the writer."""
+        """Run one attempt; its tools record their finished calls through the writer and find the
+        owner's memory (or why there is none) in the attempt's context."""
         # What MLflow's get_request_headers() gives the handler (e.g. the caller's access token).
         set_request_headers(lease.headers)
         calls = AttemptToolCalls(lease.response_id, lease.attempt_number, lease.prior_tool_calls,
                                  writer.record_tool_call)
-        with attempt_tool_calls(calls):
+        with attempt_tool_calls(calls), attempt_memory(self.memory.for_attempt(lease.owner, lease.response_id)):
             await self._run_handler(lease, writer)
 
     async def _run_handler(self, lease: RunLease, writer: AttemptWriter) -> None:

@@ -28,6 +28,7 @@ class RunLease:
     deadline: float  # wall-clock time the task times out
     model: str
     next_sequence: int
+    owner: str  # the identity the response belongs to (its memory is this identity's)
     conversation_id: str | None = None  # set on resumed attempts
     metadata: dict[str, str] = field(default_factory=dict)  # the request's, echoed on the Response
     background: bool = True  # False: a standard request, run (and stored) the same way
@@ -43,11 +44,11 @@ class RunLease:
     history_items: list[Any] = field(default_factory=list)
 
     @classmethod
-    def first_attempt(cls, *, response_id: str, request: dict[str, Any], headers: dict[str, str],
+    def first_attempt(cls, *, response_id: str, request: dict[str, Any], headers: dict[str, str], owner: str,
                       created_at: float, task_timeout_seconds: float, model: str, background: bool,
                       next_sequence: int, history: HistoryRef | None = None) -> RunLease:
         """The lease of a new response's first attempt, which starts now."""
-        return cls(response_id=response_id, attempt_number=1, request=request, headers=headers,
+        return cls(response_id=response_id, attempt_number=1, request=request, headers=headers, owner=owner,
                    created_at=created_at, deadline=time.time() + task_timeout_seconds, model=model,
                    next_sequence=next_sequence, metadata=request.get("metadata") or {}, background=background,
                    history=history)

@@ -108,6 +108,7 @@ def lease_for(row: ResponseRow, request: dict[str, Any], headers: dict[str, str]
         deadline=started + task_timeout_seconds,
         model=row.model,
         next_sequence=row.last_sequence + 1,
+        owner=row.owner,
         conversation_id=conversation_id,
         history=history_of(row),
     )

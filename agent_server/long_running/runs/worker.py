@@ -182,7 +182,7 @@ class Worker:
         if status is Status.IN_PROGRESS:
             self._start(
                 RunLease.first_attempt(
-                    response_id=response_id, request=request, headers=headers, created_at=created_at,
+                    response_id=response_id, request=request, headers=headers, owner=owner, created_at=created_at,
                     task_timeout_seconds=self.settings.task_timeout_seconds, model=model, background=background,
                     next_sequence=1, history=history,
                 )

@@ -117,8 +117,24 @@ class ConversationRow:
         return cls(**{k: v for k, v in record.items() if k in _CONVERSATION_FIELDS})
 
 
+@dataclass(frozen=True)
+class MemoryRow:
+    """One row of ``memories``: a fact the agent keeps about its owner across conversations."""
+
+    memory_id: str
+    owner: str
+    text: str
+    created_at: datetime
+    response_id: str | None  # the response whose tool call saved it (it may since be deleted)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "MemoryRow":
+        return cls(**{k: v for k, v in record.items() if k in _MEMORY_FIELDS})
+
+
 _ROW_FIELDS = frozenset(f.name for f in fields(ResponseRow))
 _CONVERSATION_FIELDS = frozenset(f.name for f in fields(ConversationRow))
+_MEMORY_FIELDS = frozenset(f.name for f in fields(MemoryRow))
 
 
 @dataclass(frozen=True)

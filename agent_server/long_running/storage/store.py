@@ -15,8 +15,8 @@ from psycopg.types.json import Jsonb
 
 from .bounded import Deadline
 from .database import Database
-from .models import (ConversationRow, RecordedToolCall, ResponseRow, ResponseSummary, Status, StoredEvent,
-                     WebhookBacklog, WebhookDelivery, WebhookOutcome, WebhookRecorded)
+from .models import (ConversationRow, MemoryRow, RecordedToolCall, ResponseRow, ResponseSummary, Status,
+                     StoredEvent, WebhookBacklog, WebhookDelivery, WebhookOutcome, WebhookRecorded)
 
 T = TypeVar("T")
 
@@ -454,6 +454,72 @@ class Store:
         records = await self._all(self.q.recorded_tool_calls, {"response_id": response_id})
         return [RecordedToolCall.from_record(r) for r in records]
 
+    # ----- long-term memory (memory/) -------------------------------------------
+
+    async def enable_memory_embeddings(self) -> None:
+        """Create pgvector (if missing) and the embeddings table; raises where the extension is not
+        available. Serialised with the migrations, so workers starting together do not race."""
+        async def enable() -> None:
+            async with self.db.pool.connection() as conn, conn.transaction():
+                await conn.execute(self.q.lock_migrations, {"schema": self.q.schema})
+                await conn.execute(self.q.enable_memory_embeddings)
+
+        await self.bounded(enable)
+
+    async def insert_memory(self, *, memory_id: str, owner: str, text: str, response_id: str | None,
+                            save_key: str | None, max_count: int) -> tuple[MemoryRow, bool] | None:
+        """Save a memory unless ``owner`` has ``max_count`` already (then None). Returns the row and
+        whether it is new: a ``save_key`` saved before returns that memory, not a second one."""
+        async def insert() -> tuple[MemoryRow, bool] | None:
+            async with self.db.pool.connection() as conn, conn.transaction():
+                # One save per owner at a time: the count the insert sees is the count it adds to.
+                await conn.execute(self.q.lock_memory_owner, {"schema": self.q.schema, "owner": owner})
+                record = await (await conn.execute(self.q.insert_memory, {
+                    "memory_id": memory_id, "owner": owner, "text": text, "response_id": response_id,
+                    "save_key": save_key, "max_count": max_count})).fetchone()
+            return (MemoryRow.from_record(record), record["created"]) if record else None
+
+        # Not retried: a save without a key may have landed.
+        return await self.bounded(insert, retry=False)
+
+    async def get_memory(self, memory_id: str, owner: str) -> MemoryRow | None:
+        record = await self._one(self.q.get_memory, {"memory_id": memory_id, "owner": owner})
+        return MemoryRow.from_record(record) if record else None
+
+    async def list_memories(self, owner: str, *, limit: int, after: str | None = None) -> list[MemoryRow]:
+        """``owner``'s memories newest first, those after the memory ``after`` (none if it is unknown)."""
+        records = await self._all(self.q.list_memories, {"owner": owner, "limit": limit, "after": after})
+        return [MemoryRow.from_record(r) for r in records]
+
+    async def search_memories_text(self, owner: str, query: str, *, limit: int) -> list[MemoryRow]:
+        """Full-text search; ``query`` in websearch syntax (words joined with "or" match any)."""
+        records = await self._all(self.q.search_memories_text, {"owner": owner, "query": query, "limit": limit})
+        return [MemoryRow.from_record(r) for r in records]
+
+    async def search_memories_semantic(self, owner: str, *, model: str, embedding: Sequence[float],
+                                       limit: int) -> list[MemoryRow]:
+        records = await self._all(self.q.search_memories_semantic, {
+            "owner": owner, "model": model, "embedding": _vector_text(embedding), "limit": limit})
+        return [MemoryRow.from_record(r) for r in records]
+
+    async def memories_without_embedding(self, owner: str, *, model: str, limit: int) -> list[MemoryRow]:
+        records = await self._all(self.q.memories_without_embedding, {"owner": owner, "model": model, "limit": limit})
+        return [MemoryRow.from_record(r) for r in records]
+
+    async def store_memory_embeddings(self, model: str, embeddings: Sequence[tuple[str, Sequence[float]]]) -> None:
+        """Store ``(memory_id, embedding)`` pairs made by ``model`` (idempotent: a repeat replaces)."""
+        await self._run(self.q.store_memory_embeddings, {
+            "model": model, "memory_ids": [memory_id for memory_id, _ in embeddings],
+            "embeddings": [_vector_text(vector) for _, vector in embeddings]})
+
+    async def delete_memory(self, memory_id: str, owner: str) -> bool:
+        return bool(await self._all(self.q.delete_memory, {"memory_id": memory_id, "owner": owner}))
+
+    async def delete_memories(self, owner: str) -> int:
+        """Forget all of ``owner``'s memories; how many there were."""
+        record = await self._one(self.q.delete_memories, {"owner": owner})
+        return record["deleted"]
+
     # ----- liveness (liveness.py) ---------------------------------------------
 
     async def register_worker(self, worker_id: str, key: int) -> None:
@@ -517,6 +583,11 @@ def _event_columns(rows: Sequence[tuple[int, str, str]]) -> dict[str, list]:
         "types": [typ for _, typ, _ in rows],
         "datas": [data for _, _, data in rows],
     }
+
+
+def _vector_text(vector: Sequence[float]) -> str:
+    """A vector as pgvector's text form, ``[1.0,2.5,...]``."""
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
 def _jsonb_or_none(value: Any) -> Jsonb | None:

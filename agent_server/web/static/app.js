@@ -292,6 +292,8 @@
     followers.delete(turn);
     changed(turn);
     refreshRuns();
+    // Other panels (memory.js) may show what the run changed.
+    window.dispatchEvent(new CustomEvent("agent:run-ended", { detail: { responseId: turn.responseId } }));
   }
 
   function sleep(ms, signal) {

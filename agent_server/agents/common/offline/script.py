@@ -17,6 +17,13 @@ Both SDK adapters translate their messages into :class:`Turn` objects, ask
 - memory, from the earlier turns of the conversation: "My name is Ada."
   is acknowledged; "What is my name?" answers with the name the user gave;
   "What did I say before?" quotes the user's previous message;
+- long-term memory, across conversations (with the memory tools available):
+  "Remember that my favourite colour is teal" calls ``save_memory`` with the
+  fact (this rule comes before the research and time rules: a fact may
+  mention either); "What is my favourite colour?" (any "what is/are my ...?" but the
+  name, "do you remember ...?", "what do you know about me?") calls
+  ``search_memories`` with the question (with no query for "what do you
+  know about me?"), and the answer quotes what it found;
 - anything else: a fixed reply that says this is the offline model.
 """
 
@@ -36,7 +43,12 @@ _MY_NAME_IS = re.compile(r"\bmy name is\s+(?P<name>[^.!?\n]+)", re.IGNORECASE)
 _ASK_NAME = re.compile(r"\b(?:what(?:'s| is)\s+my name|do you (?:know|remember) my name|who am i)\b", re.IGNORECASE)
 _ASK_BEFORE = re.compile(r"\bwhat did i (?:just )?(?:say|write|ask)\b|\bmy (?:previous|last) message\b",
                          re.IGNORECASE)
+_REMEMBER = re.compile(r"^\W*(?:please\s+)?remember(?:\s+that)?\b[\s:,]*(?P<fact>\S.*)", re.IGNORECASE | re.DOTALL)
+_RECALL = re.compile(r"\bwhat(?:'s|\s+is|\s+are|\s+was|\s+were)\s+my\b|\bdo you (?:still )?remember\b"
+                     r"|(?P<everything>\bwhat do you (?:know|remember) about me\b)", re.IGNORECASE)
 _TIME = re.compile(r"\b(time|clock|what day|date today|today's date)\b", re.IGNORECASE)
+#: The tools of ``agents/tools.py`` the rules know by name (the fallback lists only the others).
+_BUILT_IN_TOOLS = ("get_current_time", "research", "save_memory", "search_memories", "delete_memory")
 #: How the server's resumed-attempt message starts (agent_server/long_running/runs/recovery.py).
 RECOVERY_PREFIX = "[RECOVERY]"
 
@@ -82,6 +94,9 @@ def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
         named = _named_tool(text, tool_names)
         if named:
             return named
+        fact = _REMEMBER.match(text)
+        if fact and "save_memory" in tool_names:  # before the rules below: a fact may mention research or time
+            return ToolCall("save_memory", {"text": fact["fact"].strip().rstrip(".!")})
         research = _RESEARCH.search(text)
         if research and "research" in tool_names:
             return ToolCall("research", _research_arguments(research["topic"]))
@@ -90,6 +105,10 @@ def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
         remembered = _from_memory(text, [turn.text for turn in turns[:-1] if turn.role == "user"])
         if remembered:
             return TextReply(remembered)
+        recall = _RECALL.search(text)
+        if recall and "search_memories" in tool_names:
+            # "What do you know about me?" asks for everything: an empty query lists the newest memories.
+            return ToolCall("search_memories", {"query": "" if recall["everything"] else text})
     return TextReply(_fallback(last.text, tool_names))
 
 
@@ -144,6 +163,10 @@ def _answer_from_tool(turn: Turn) -> str:
         return f"The current time is {turn.text} (UTC), according to the get_current_time tool."
     if turn.tool_name == "research":
         return f"Here is what the research tool reported: {turn.text}"
+    if turn.tool_name == "save_memory":
+        return f"I will remember that in our future conversations too. ({turn.text})"
+    if turn.tool_name == "search_memories":
+        return f"Here is what I remember from our earlier conversations: {turn.text}"
     return f"The {turn.tool_name or 'tool'} tool returned: {turn.text}"
 
 
@@ -154,7 +177,9 @@ def _fallback(text: str, tool_names: list[str]) -> str:
         examples.append('"What time is it?"')
     if "research" in tool_names:
         examples.append('"Research tide pools for 5 seconds"')
-    if others := [name for name in tool_names if name not in ("get_current_time", "research")]:
+    if "save_memory" in tool_names:
+        examples.append('"Remember that my favourite colour is teal"')
+    if others := [name for name in tool_names if name not in _BUILT_IN_TOOLS]:
         examples.append(f'"Use the {others[0]} tool with {{...JSON arguments...}}" (tools: {", ".join(others)})')
     hint = f" Try {' or '.join(examples)} to see a tool call." if examples else ""
     heard = f' You wrote: "{snippet}".' if snippet else ""

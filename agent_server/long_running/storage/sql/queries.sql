@@ -582,3 +582,96 @@ WHERE d.status = 'pending' AND d.url = ANY (%(urls)s::text[]);
 DELETE FROM {schema}.webhook_deliveries
 WHERE updated_at < now() - make_interval(secs => %(retention_seconds)s)
   AND (status <> 'pending' OR created_at < now() - make_interval(secs => %(horizon_seconds)s));
+
+-- ----- Long-term memory (memory/) ---------------------------------------------------
+
+-- name: enable_memory_embeddings
+-- Semantic memory search: pgvector and the memories' embeddings (run at start-up only when an embedding endpoint is configured; fails where the extension is missing).
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE IF NOT EXISTS {schema}.memory_embeddings (
+    memory_id text PRIMARY KEY REFERENCES {schema}.memories (memory_id) ON DELETE CASCADE,
+    -- The endpoint that made it: vectors of another model are not compared, and are replaced.
+    model     text NOT NULL,
+    embedding vector NOT NULL
+);
+
+-- name: lock_memory_owner
+-- Serialise one identity's saves for the rest of the transaction, so its count limit holds (the two-key form: a key space of its own).
+SELECT pg_advisory_xact_lock(hashtext('agent_server_memories:' || %(schema)s), hashtext(%(owner)s));
+
+-- name: insert_memory
+-- Save a memory unless the owner has max_count already; a save key seen before returns that memory instead (created false); no row when over the limit.
+WITH earlier AS (
+    SELECT m.memory_id, m.owner, m.text, m.created_at, m.response_id FROM {schema}.memories AS m
+    WHERE m.owner = %(owner)s AND m.save_key = %(save_key)s
+), counted AS (
+    SELECT count(*) AS n FROM {schema}.memories WHERE owner = %(owner)s
+), inserted AS (
+    INSERT INTO {schema}.memories (memory_id, owner, text, response_id, save_key)
+    SELECT %(memory_id)s, %(owner)s, %(text)s, %(response_id)s, %(save_key)s
+    WHERE NOT EXISTS (SELECT 1 FROM earlier) AND (SELECT n FROM counted) < %(max_count)s
+    RETURNING memory_id, owner, text, created_at, response_id
+)
+SELECT *, true AS created FROM inserted
+UNION ALL
+SELECT *, false AS created FROM earlier;
+
+-- name: get_memory
+-- One memory of an owner's (nothing for anyone else's).
+SELECT memory_id, owner, text, created_at, response_id FROM {schema}.memories
+WHERE memory_id = %(memory_id)s AND owner = %(owner)s;
+
+-- name: list_memories
+-- One owner's memories, newest first, after the cursor memory (keyset paging).
+SELECT m.memory_id, m.owner, m.text, m.created_at, m.response_id FROM {schema}.memories AS m
+WHERE m.owner = %(owner)s
+  AND (%(after)s::text IS NULL OR (m.created_at, m.memory_id) < (
+        SELECT c.created_at, c.memory_id FROM {schema}.memories AS c
+        WHERE c.memory_id = %(after)s::text AND c.owner = %(owner)s))
+ORDER BY m.created_at DESC, m.memory_id DESC
+LIMIT %(limit)s;
+
+-- name: search_memories_text
+-- Full-text search of one owner's memories: any word of the query (websearch syntax, words joined with "or"), best match first; a query of no words lists the newest.
+SELECT m.memory_id, m.owner, m.text, m.created_at, m.response_id
+FROM {schema}.memories AS m, websearch_to_tsquery('english', %(query)s) AS q
+WHERE m.owner = %(owner)s AND (numnode(q) = 0 OR m.search_terms @@ q)
+ORDER BY ts_rank(m.search_terms, q) DESC, m.created_at DESC, m.memory_id DESC
+LIMIT %(limit)s;
+
+-- name: search_memories_semantic
+-- Semantic search of one owner's memories: nearest by cosine distance to the query's embedding, among embeddings of the same model and size.
+SELECT m.memory_id, m.owner, m.text, m.created_at, m.response_id
+FROM {schema}.memories AS m
+JOIN {schema}.memory_embeddings AS e ON e.memory_id = m.memory_id
+WHERE m.owner = %(owner)s AND e.model = %(model)s
+  AND vector_dims(e.embedding) = vector_dims(%(embedding)s::vector)
+ORDER BY e.embedding <=> %(embedding)s::vector, m.created_at DESC
+LIMIT %(limit)s;
+
+-- name: memories_without_embedding
+-- One owner's memories that have no embedding of this model yet (saved before the endpoint was set, or while it failed).
+SELECT m.memory_id, m.owner, m.text, m.created_at, m.response_id
+FROM {schema}.memories AS m
+LEFT JOIN {schema}.memory_embeddings AS e ON e.memory_id = m.memory_id AND e.model = %(model)s
+WHERE m.owner = %(owner)s AND e.memory_id IS NULL
+ORDER BY m.created_at DESC
+LIMIT %(limit)s;
+
+-- name: store_memory_embeddings
+-- Store memories' embeddings (replacing another model's); memories deleted meanwhile are skipped.
+INSERT INTO {schema}.memory_embeddings (memory_id, model, embedding)
+SELECT m.memory_id, %(model)s, v.embedding::vector
+FROM unnest(%(memory_ids)s::text[], %(embeddings)s::text[]) AS v (memory_id, embedding)
+JOIN {schema}.memories AS m ON m.memory_id = v.memory_id
+ON CONFLICT (memory_id) DO UPDATE SET model = excluded.model, embedding = excluded.embedding;
+
+-- name: delete_memory
+-- Forget one memory of an owner's (nothing for anyone else's); its embedding goes with it.
+DELETE FROM {schema}.memories WHERE memory_id = %(memory_id)s AND owner = %(owner)s
+RETURNING memory_id;
+
+-- name: delete_memories
+-- Forget every memory of an owner's; how many there were.
+WITH gone AS (DELETE FROM {schema}.memories WHERE owner = %(owner)s RETURNING 1)
+SELECT count(*) AS deleted FROM gone;
