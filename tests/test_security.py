@@ -368,9 +368,12 @@ EXPECTED_ROUTES = {
     ("POST", "/conversations"), ("GET", "/conversations/{conversation_id}"),
     ("POST", "/conversations/{conversation_id}"), ("DELETE", "/conversations/{conversation_id}"),
     ("GET", "/conversations/{conversation_id}/items"),
+    # Long-term memory: the caller's own.
+    ("GET", "/memories"), ("POST", "/memories"), ("GET", "/memories/{memory_id}"),
+    ("DELETE", "/memories/{memory_id}"), ("DELETE", "/memories"),
     # The web page and its fixed set of files (agent_server/web).
     ("GET", "/"), ("GET", "/web/app.js"), ("GET", "/web/markdown.js"), ("GET", "/web/style.css"),
-    ("GET", "/web/icon.svg"),
+    ("GET", "/web/icon.svg"), ("GET", "/web/memory.js"),
     # FastAPI's generated API documentation (read-only).
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }
