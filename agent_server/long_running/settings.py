@@ -57,6 +57,9 @@ class EngineSettings:
     db_pool_max_size: int = 10
     # The default of the per-request multitask_strategy field.
     multitask_strategy: str = "enqueue"
+    # Bytes of recorded model calls kept per response (the journal a resumed run replays);
+    # past it the run's later calls are not recorded and a resume calls the model from there.
+    journal_max_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def names(cls) -> set[str]:
@@ -77,6 +80,7 @@ class EngineSettings:
             "db_request_timeout_seconds",
             "shutdown_timeout_seconds",
             "cleanup_timeout_seconds",
+            "journal_max_bytes",
         )
         for name in positive:
             value = getattr(self, name)

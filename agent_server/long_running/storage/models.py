@@ -145,3 +145,18 @@ class RecordedToolCall:
              "arguments": json.dumps(self.arguments)},
             {"type": "function_call_output", "call_id": self.call_id, "output": output},
         ]
+
+
+@dataclass(frozen=True)
+class RecordedModelCall:
+    """One finished model call, as stored in ``model_calls`` (the journal a resumed attempt replays)."""
+
+    position: int  # 0 for the run's first model call
+    attempt_number: int
+    input_digest: str
+    result: str  # the JSON the SDK adapter recorded
+    size: int  # bytes of ``result``
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RecordedModelCall:
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
