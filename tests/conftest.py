@@ -4,14 +4,17 @@ server processes running the synthetic agent."""
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
+import sys
 import uuid
 
 import httpx
 import psycopg
 import pytest
 
+from agent_server.agents import FRAMEWORKS
 from agent_server.long_running.storage.embedded import EmbeddedPostgres
 from tests.support import ServerProcess, python_argv
 
@@ -107,3 +110,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "reliability figures (bench/chaos.py)")
         for line in chaos.summary().splitlines():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(params=sorted(FRAMEWORKS))
+def agent(request, monkeypatch, tmp_path_factory):
+    """A freshly imported variant module whose handlers are registered in this process."""
+    import mlflow.genai.agent_server.server as registry
+
+    monkeypatch.setenv("LLM_ENDPOINT_NAME", "")
+    monkeypatch.setenv("OFFLINE_MODEL_TOKEN_DELAY_SECONDS", "0")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp()}/tool-calls-mlflow.db")
+    monkeypatch.setattr(registry, "_invoke_function", None)
+    monkeypatch.setattr(registry, "_stream_function", None)
+    module_name = FRAMEWORKS[request.param]
+    monkeypatch.delitem(sys.modules, module_name, raising=False)
+    yield importlib.import_module(module_name)
+    sys.modules.pop(module_name, None)

@@ -10,10 +10,8 @@ harness the ``tool_calls`` bench figure uses (``bench/tool_calls.py``).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
-import sys
 import uuid
 
 import pytest
@@ -260,22 +258,6 @@ def test_both_sdks_take_the_resumed_input_and_the_offline_model_starts_over():
 
 
 # ----- both variants' handlers in this process -------------------------------------------
-
-@pytest.fixture(params=VARIANTS)
-def agent(request, monkeypatch, tmp_path_factory):
-    """A freshly imported variant module whose handlers are registered in this process."""
-    import mlflow.genai.agent_server.server as registry
-
-    monkeypatch.setenv("LLM_ENDPOINT_NAME", "")
-    monkeypatch.setenv("OFFLINE_MODEL_TOKEN_DELAY_SECONDS", "0")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp()}/tool-calls-mlflow.db")
-    monkeypatch.setattr(registry, "_invoke_function", None)
-    monkeypatch.setattr(registry, "_stream_function", None)
-    module_name = FRAMEWORKS[request.param]
-    monkeypatch.delitem(sys.modules, module_name, raising=False)
-    yield importlib.import_module(module_name)
-    sys.modules.pop(module_name, None)
-
 
 def _run_handler(agent, request: dict, prior) -> tuple[list[dict], list[RecordedToolCall]]:
     recorded: list[RecordedToolCall] = []

@@ -318,9 +318,9 @@ ORDER BY position;
 
 -- name: checkpoint_tables
 -- Whether the LangGraph checkpointer's tables exist in the schema (its setup creates them on the first LangGraph run).
-SELECT to_regclass(format('%%I.checkpoints', %(schema)s)) IS NOT NULL
-   AND to_regclass(format('%%I.checkpoint_blobs', %(schema)s)) IS NOT NULL
-   AND to_regclass(format('%%I.checkpoint_writes', %(schema)s)) IS NOT NULL AS present;
+SELECT to_regclass(format('%%I.checkpoints', %(schema)s::text)) IS NOT NULL
+   AND to_regclass(format('%%I.checkpoint_blobs', %(schema)s::text)) IS NOT NULL
+   AND to_regclass(format('%%I.checkpoint_writes', %(schema)s::text)) IS NOT NULL AS present;
 
 -- name: delete_ended_checkpoints
 -- Retention: the LangGraph checkpoints of every thread (one per response) whose response has ended or is gone; only an unfinished run resumes from them.
