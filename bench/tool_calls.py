@@ -121,6 +121,10 @@ class OwnerAndSurvivor:
         return rows(f"SELECT name, call_key, attempt_number, output FROM {self.schema}.tool_calls "
                     "WHERE response_id = %s ORDER BY recorded_at", (rid,))
 
+    def answer_started(self, rows: Rows, rid: str) -> bool:
+        return bool(rows(f"SELECT 1 FROM {self.schema}.events WHERE response_id = %s "
+                         "AND type = 'response.output_text.delta' LIMIT 1", (rid,)))
+
     def log(self) -> str:
         return "".join((path / "server.log").read_text(errors="replace") for path in self.dirs
                        if (path / "server.log").exists())
@@ -137,6 +141,8 @@ def killed_after_the_tool_finished(pair: OwnerAndSurvivor, rows: Rows, tool: str
     text = f"Research {topic} for 1 seconds" if tool == "research" else "What time is it?"
     rid = pair.post_background(text)
     wait_until(lambda: pair.recorded_calls(rows, rid), f"the {tool} record")
+    # Killed once the answer streams: the step that ran the tool has finished (in LangGraph, checkpointed).
+    wait_until(lambda: pair.answer_started(rows, rid), "the answer's first token")
     pair.kill_owner()
     killed = time.monotonic()
     final = pair.finished(rid)

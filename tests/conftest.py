@@ -114,7 +114,8 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(params=sorted(FRAMEWORKS))
 def agent(request, monkeypatch, tmp_path_factory):
-    """A freshly imported variant module whose handlers are registered in this process."""
+    """A freshly imported variant module whose handlers are registered in this process (MLflow allows
+    one registration per process: each test imports its variant afresh)."""
     import mlflow.genai.agent_server.server as registry
 
     monkeypatch.setenv("LLM_ENDPOINT_NAME", "")

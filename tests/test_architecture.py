@@ -13,7 +13,7 @@ ENGINE = "agent_server.long_running"
 
 # Top to bottom, as docs/architecture.md states it. A module may import its own
 # sub-package and anything below it; the leaves (settings, errors, ids) import no engine module.
-LAYERS = ["server", "http", "process", "runs", "conversations", "events", "tools", "storage"]
+LAYERS = ["server", "http", "process", "runs", "conversations", "events", "tools", "journal", "storage"]
 LEAVES = {"settings", "errors", "ids"}
 
 
