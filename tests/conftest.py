@@ -127,3 +127,13 @@ def agent(request, monkeypatch, tmp_path_factory):
     monkeypatch.delitem(sys.modules, module_name, raising=False)
     yield importlib.import_module(module_name)
     sys.modules.pop(module_name, None)
+
+
+@pytest.fixture(scope="module")
+def mcp_server(tmp_path_factory) -> ServerProcess:
+    """``tests/mcp_server.py``: real MCP servers over streamable HTTP (``/calc/mcp``, ``/identity/mcp``)."""
+    proc = ServerProcess(python_argv("tests/mcp_server.py"),
+                         log_path=tmp_path_factory.mktemp("mcp") / "mcp.log")
+    proc.start(timeout=120)
+    yield proc
+    proc.kill()

@@ -21,7 +21,9 @@ from agent_server.agents import FRAMEWORKS
 from agent_server.long_running.journal.logged_items import LoggedItems, completed_items, same_item
 from agent_server.long_running.journal.model_calls import ModelCallJournal
 from agent_server.long_running.journal.steps import handler_resumes_at_step, resumes_at_step
+from agent_server.long_running.storage.models import RecordedToolCall
 from agent_server.long_running.storage.store import Store
+from agent_server.long_running.tools.tool_calls import AttemptToolCalls, attempt_tool_calls
 from bench.durable_steps import StepsRig, planned_reply, topic
 from bench.scripted_endpoint import ScriptedEndpoint
 from tests.support import insert_response, open_database
@@ -194,6 +196,113 @@ def test_checkpoints_of_ended_responses_are_deleted(pg_url, db_schema, sql):
     running, ended = run(scenario())
     for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
         assert sql(f"SELECT thread_id FROM {db_schema}.{table}") == [(running,)], table
+
+
+# ----- every tool is recorded, however it was declared ----------------------------------------
+
+def _recording(prior=()):
+    """An attempt's tool calls whose new records are collected in a list."""
+    recorded: list = []
+
+    async def record(call):
+        recorded.append(call)
+
+    return AttemptToolCalls("resp_x", 2 if prior else 1, list(prior), record), recorded
+
+
+def test_a_function_tool_declared_the_sdk_way_is_recorded_and_served():
+    from agents import function_tool
+    from agents.tool_context import ToolContext
+
+    from agent_server.agents import always_run
+    from agent_server.agents.openai_adapter.tools import recorded_function_tool
+
+    runs = []
+
+    @function_tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        runs.append(query)
+        return f"found {query}"
+
+    async def call(tool, prior=()):
+        calls, recorded = _recording(prior)
+        context = ToolContext(context=None, tool_name=tool.name, tool_call_id="call_1",
+                              tool_arguments='{"query": "kelp"}')
+        with attempt_tool_calls(calls):
+            output = await recorded_function_tool(tool).on_invoke_tool(context, '{"query": "kelp"}')
+        return output, recorded
+
+    output, (first,) = run(call(lookup))
+    assert output == "found kelp" and (first.name, first.arguments, first.call_id) == (
+        "lookup", {"query": "kelp"}, "call_1")
+    served, again = run(call(lookup, [RecordedToolCall(first.key, "lookup", first.arguments, "RECORDED", "c", 1)]))
+    assert served == "RECORDED" and again == [] and runs == ["kelp"]
+    # Marked always_run, it runs again under the same key.
+    rerun, (record,) = run(call(always_run(lookup), [first]))
+    assert rerun == "found kelp" and runs == ["kelp", "kelp"] and record.key == first.key
+
+
+def test_a_langchain_tool_is_recorded_and_served_by_the_durable_tool_node():
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from agent_server.agents.langgraph_adapter.tools import durable_tool_node
+
+    runs = []
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        runs.append(query)
+        return f"found {query}"
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("tools", durable_tool_node([lookup]))
+    graph.add_edge(START, "tools")
+    graph = graph.compile()
+    state = {"messages": [AIMessage("", tool_calls=[{"id": "call_1", "name": "lookup", "args": {"query": "reef"}}])]}
+
+    async def call(prior=()):
+        calls, recorded = _recording(prior)
+        with attempt_tool_calls(calls):
+            result = await graph.ainvoke(state)
+        return result["messages"][-1], recorded
+
+    message, (first,) = run(call())
+    assert message.content == "found reef" and (first.name, first.call_id) == ("lookup", "call_1")
+    served, again = run(call([RecordedToolCall(first.key, "lookup", first.arguments, "RECORDED", "c", 1)]))
+    assert (served.content, served.tool_call_id) == ("RECORDED", "call_1") and again == [] and runs == ["reef"]
+
+
+@pytest.fixture
+def calc_mcp(mcp_server, monkeypatch):
+    """The variant imported next (``agent``) uses the test MCP server's ``add`` tool."""
+    monkeypatch.setenv("MCP_SERVERS", f"calc=http://127.0.0.1:{mcp_server.port}/calc/mcp")
+    monkeypatch.setenv("DATABRICKS_CONFIG_PROFILE", "")
+    monkeypatch.setenv("DATABRICKS_HOST", "")
+
+
+def test_mcp_tool_calls_are_recorded_and_served_in_both_variants(calc_mcp, agent):
+    from mlflow.types.responses import ResponsesAgentRequest
+
+    request = ResponsesAgentRequest(input=[{"role": "user", "content": 'Use the add tool with {"a": 2, "b": 3}'}])
+
+    async def attempt(prior=()):
+        calls, recorded = _recording(prior)
+        with attempt_tool_calls(calls):
+            items = [e["item"] async for e in agent.stream_handler(request)
+                     if e["type"] == "response.output_item.done"]
+        return items, recorded
+
+    (call, output, _answer), (first,) = run(attempt())
+    assert (first.name, first.arguments, first.call_id) == ("add", {"a": 2, "b": 3}, call["call_id"])
+    assert "5" in output["output"] and "5" in json.dumps(first.output)
+    # A resumed attempt is served the record: the MCP server is not called (it would say 5).
+    prior = [RecordedToolCall(first.key, "add", first.arguments, "RECORDED 42", "call_old", 1)]
+    (_call, output, answer), again = run(attempt(prior))
+    assert "RECORDED 42" in output["output"] and "RECORDED 42" in answer["content"][0]["text"] and again == []
 
 
 # ----- real servers of both variants, killed while the second tool runs ------------------------
