@@ -141,6 +141,9 @@ def resumed_run_figures(variant: str, pg_url: str, tmp: Path, steps: int = 10) -
         try:
             owner = rig.start()
             survivor = rig.start()
+            baseline_tag = f"t{uuid.uuid4().hex[:8]}"
+            baseline = rig.finished(survivor, rig.post(survivor, f"Research {baseline_tag} in {steps} steps"))
+            without_a_crash = len(endpoint.chat_requests(containing=baseline_tag))
             killed = rig.killed_during_the_last_step(owner, steps)
             before = endpoint.chat_requests(containing=killed["tag"])
             final = rig.finished(survivor, killed["response_id"])
@@ -149,7 +152,8 @@ def resumed_run_figures(variant: str, pg_url: str, tmp: Path, steps: int = 10) -
             rig.close()
     replayed = len(before)  # calls the dead attempt finished: the resumed one did not make them again
     return {"variant": variant, "steps": steps, "status": final["status"], "attempt": final["attempt_number"],
-            "model_calls": len(calls), "without_a_crash": steps, "restarting_from_the_first_step": replayed + steps,
+            "model_calls": len(calls), "without_a_crash": without_a_crash, "baseline_status": baseline["status"],
+            "restarting_from_the_first_step": replayed + without_a_crash,
             "calls_saved": replayed, "tokens_saved": billed_tokens(before)}
 
 
