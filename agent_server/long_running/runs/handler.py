@@ -142,9 +142,10 @@ def _steps_for(lease: RunLease, writer: AttemptWriter) -> AttemptSteps | None:
 def _log_resumed(steps: AttemptSteps, logged: LoggedItems | None) -> None:
     if steps.resumed:
         journal = steps.model_calls
-        logger.info("%s attempt %d resumed at the step: %d model call(s) replayed, %d called; "
-                    "%d logged item(s) not stored again", steps.response_id, steps.attempt_number,
-                    journal.replayed, journal.recorded, logged.dropped if logged else 0)
+        replayed = (f"{journal.replayed} model call(s) replayed from the journal, {journal.recorded} recorded; "
+                    if journal.replayed or journal.recorded else "")
+        logger.info("%s attempt %d resumed at the step: %s%d logged item(s) not stored again", steps.response_id,
+                    steps.attempt_number, replayed, logged.dropped if logged else 0)
 
 
 def _keep_custom_outputs(event_or_result: dict, writer: AttemptWriter) -> None:
