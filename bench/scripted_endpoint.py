@@ -43,6 +43,16 @@ def tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         "function": {"name": name, "arguments": json.dumps(arguments)}}]}
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
+    """Answer a ``http.server`` request with ``payload`` as JSON."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
@@ -99,12 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _json(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
 
 class _Server(ThreadingHTTPServer):

@@ -11,7 +11,6 @@ then by a second live worker (``bench/durable_steps.py``'s rig).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -26,17 +25,9 @@ from agent_server.long_running.storage.store import Store
 from agent_server.long_running.tools.tool_calls import AttemptToolCalls, attempt_tool_calls
 from bench.durable_steps import StepsRig, planned_reply, topic
 from bench.scripted_endpoint import ScriptedEndpoint
-from tests.support import insert_response, open_database
+from tests.support import insert_response, new_response_id, run_async, store_with_response
 
 VARIANTS = sorted(FRAMEWORKS)
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, timeout=60))
-
-
-def new_rid() -> str:
-    return f"resp_{uuid.uuid4().hex}"
 
 
 # ----- the journal of model calls, in Postgres -------------------------------------------
@@ -55,11 +46,7 @@ def test_the_journal_replays_in_order_while_inputs_match_then_records_again(pg_u
         return replays, journal
 
     async def scenario():
-        db = await open_database(pg_url, db_schema)
-        try:
-            store = Store(db)
-            rid = new_rid()
-            await insert_response(store, rid)
+        async with store_with_response(pg_url, db_schema) as (store, rid):
             first, _ = await attempt(store, rid, 1, ["a", "b", "c"])
             # Attempt 2: the first call matches, the second's input differs (the agent changed):
             # live from there, and attempt 1's later record (a branch no longer taken) goes.
@@ -71,7 +58,7 @@ def test_the_journal_replays_in_order_while_inputs_match_then_records_again(pg_u
             await store.record_model_call(rid, 1, 1, "old", "{}")
             kept = (await store.recorded_model_calls(rid))[1]
             # Past the bound nothing more is recorded: a later resume goes live from there.
-            bounded_rid = new_rid()
+            bounded_rid = new_response_id()
             await insert_response(store, bounded_rid)
             size = len(json.dumps({"made by": 1, "input": "x"}))
             await attempt(store, bounded_rid, 1, ["x", "y", "z"], max_bytes=2 * size)
@@ -80,11 +67,9 @@ def test_the_journal_replays_in_order_while_inputs_match_then_records_again(pg_u
             await store.delete_response(rid, "")
             gone = await store.recorded_model_calls(rid)
             return first, second, after_second, third, journal2, journal3, kept, bounded, gone
-        finally:
-            await db.close()
 
     caplog.set_level("INFO", logger="agent_server")
-    first, second, after_second, third, journal2, journal3, kept, bounded, gone = run(scenario())
+    first, second, after_second, third, journal2, journal3, kept, bounded, gone = run_async(scenario())
     assert first == [None, None, None]
     assert json.loads(second[0]) == {"made by": 1, "input": "a"} and second[1] is None
     assert (journal2.replayed, journal2.recorded) == (1, 1)
@@ -169,31 +154,26 @@ def test_checkpoints_of_ended_responses_are_deleted(pg_url, db_schema, sql):
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def scenario():
-        db = await open_database(pg_url, db_schema)
-        try:
-            store = Store(db)
+        async with store_with_response(pg_url, db_schema) as (store, running):
             await store.delete_ended_checkpoints()  # no checkpoint tables yet: nothing to do, no error
-            saver = AsyncPostgresSaver(db.pool)
-            await store.set_up_once("langgraph-checkpointer", saver.setup)
-            running, ended = new_rid(), new_rid()
-            for rid in (running, ended):
-                await insert_response(store, rid)
-                for table, columns in (("checkpoints", "(thread_id, checkpoint_id, checkpoint)"),
-                                       ("checkpoint_blobs", "(thread_id, channel, version, type)"),
-                                       ("checkpoint_writes", "(thread_id, checkpoint_id, task_id, idx, channel, blob)")):
-                    values = {"checkpoints": "(%s, '1', '{}')", "checkpoint_blobs": "(%s, 'c', '1', 't')",
-                              "checkpoint_writes": "(%s, '1', 't', 0, 'c', '')"}[table]
-                    async with db.pool.connection() as conn:
-                        await conn.execute(f"INSERT INTO {db_schema}.{table} {columns} VALUES {values}", (rid,))
-            async with db.pool.connection() as conn:
+            pool = store.db.pool
+            await store.set_up_once("langgraph-checkpointer", AsyncPostgresSaver(pool).setup)
+            ended = new_response_id()
+            await insert_response(store, ended)
+            rows = {"checkpoints": "(thread_id, checkpoint_id, checkpoint) VALUES (%s, '1', '{}')",
+                    "checkpoint_blobs": "(thread_id, channel, version, type) VALUES (%s, 'c', '1', 't')",
+                    "checkpoint_writes": "(thread_id, checkpoint_id, task_id, idx, channel, blob) "
+                                         "VALUES (%s, '1', 't', 0, 'c', '')"}
+            async with pool.connection() as conn:
+                for rid in (running, ended):
+                    for table, row in rows.items():
+                        await conn.execute(f"INSERT INTO {db_schema}.{table} {row}", (rid,))
                 await conn.execute(f"UPDATE {db_schema}.responses SET status = 'completed' WHERE response_id = %s",
                                    (ended,))
             await store.delete_ended_checkpoints()
             return running, ended
-        finally:
-            await db.close()
 
-    running, ended = run(scenario())
+    running, ended = run_async(scenario())
     for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
         assert sql(f"SELECT thread_id FROM {db_schema}.{table}") == [(running,)], table
 
@@ -233,13 +213,13 @@ def test_a_function_tool_declared_the_sdk_way_is_recorded_and_served():
             output = await recorded_function_tool(tool).on_invoke_tool(context, '{"query": "kelp"}')
         return output, recorded
 
-    output, (first,) = run(call(lookup))
+    output, (first,) = run_async(call(lookup))
     assert output == "found kelp" and (first.name, first.arguments, first.call_id) == (
         "lookup", {"query": "kelp"}, "call_1")
-    served, again = run(call(lookup, [RecordedToolCall(first.key, "lookup", first.arguments, "RECORDED", "c", 1)]))
+    served, again = run_async(call(lookup, [RecordedToolCall(first.key, "lookup", first.arguments, "RECORDED", "c", 1)]))
     assert served == "RECORDED" and again == [] and runs == ["kelp"]
     # Marked always_run, it runs again under the same key.
-    rerun, (record,) = run(call(always_run(lookup), [first]))
+    rerun, (record,) = run_async(call(always_run(lookup), [first]))
     assert rerun == "found kelp" and runs == ["kelp", "kelp"] and record.key == first.key
 
 
@@ -270,9 +250,9 @@ def test_a_langchain_tool_is_recorded_and_served_by_the_durable_tool_node():
             result = await graph.ainvoke(state)
         return result["messages"][-1], recorded
 
-    message, (first,) = run(call())
+    message, (first,) = run_async(call())
     assert message.content == "found reef" and (first.name, first.call_id) == ("lookup", "call_1")
-    served, again = run(call([RecordedToolCall(first.key, "lookup", first.arguments, "RECORDED", "c", 1)]))
+    served, again = run_async(call([RecordedToolCall(first.key, "lookup", first.arguments, "RECORDED", "c", 1)]))
     assert (served.content, served.tool_call_id) == ("RECORDED", "call_1") and again == [] and runs == ["reef"]
 
 
@@ -296,12 +276,12 @@ def test_mcp_tool_calls_are_recorded_and_served_in_both_variants(calc_mcp, agent
                      if e["type"] == "response.output_item.done"]
         return items, recorded
 
-    (call, output, _answer), (first,) = run(attempt())
+    (call, output, _answer), (first,) = run_async(attempt())
     assert (first.name, first.arguments, first.call_id) == ("add", {"a": 2, "b": 3}, call["call_id"])
     assert "5" in output["output"] and "5" in json.dumps(first.output)
     # A resumed attempt is served the record: the MCP server is not called (it would say 5).
     prior = [RecordedToolCall(first.key, "add", first.arguments, "RECORDED 42", "call_old", 1)]
-    (_call, output, answer), again = run(attempt(prior))
+    (_call, output, answer), again = run_async(attempt(prior))
     assert "RECORDED 42" in output["output"] and "RECORDED 42" in answer["content"][0]["text"] and again == []
 
 

@@ -28,28 +28,16 @@ from agent_server.long_running.runs.recovery import resume_request
 from agent_server.long_running.storage.store import Store
 from agent_server.long_running.tools.tool_calls import AttemptToolCalls, RecordedToolCall, attempt_tool_calls
 from bench.tool_calls import CLOCK, FINISHED, STARTED, OwnerAndSurvivor, killed_after_the_tool_finished, wait_until
-from tests.support import insert_response, open_database
+from tests.support import new_response_id, run_async, store_with_response
 
 VARIANTS = sorted(FRAMEWORKS)
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, timeout=60))
-
-
-def new_rid() -> str:
-    return f"resp_{uuid.uuid4().hex}"
 
 
 # ----- the record, in Postgres ---------------------------------------------------------
 
 def test_records_are_stored_once_per_key_in_order_and_go_with_their_response(pg_url, db_schema):
     async def scenario():
-        db = await open_database(pg_url, db_schema)
-        try:
-            store = Store(db)
-            rid = new_rid()
-            await insert_response(store, rid)
+        async with store_with_response(pg_url, db_schema) as (store, rid):
             first = RecordedToolCall(f"{rid}:research:d1:1", "research", {"topic": "a"}, "out a", "call_1", 1)
             second = RecordedToolCall(f"{rid}:get_current_time:d2:1", "get_current_time", {}, {"n": 1}, "call_2", 1)
             await store.record_tool_call(rid, first)
@@ -59,16 +47,14 @@ def test_records_are_stored_once_per_key_in_order_and_go_with_their_response(pg_
                                                                "call_9", 2))
             recorded = await store.recorded_tool_calls(rid)
             # A response that is gone records nothing (no error for the tool).
-            gone = new_rid()
+            gone = new_response_id()
             await store.record_tool_call(gone, RecordedToolCall(f"{gone}:x:d:1", "x", {}, "o", "c", 1))
             missing = await store.recorded_tool_calls(gone)
             await store.delete_response(rid, "")
             after_delete = await store.recorded_tool_calls(rid)
             return recorded, missing, after_delete
-        finally:
-            await db.close()
 
-    recorded, missing, after_delete = run(scenario())
+    recorded, missing, after_delete = run_async(scenario())
     assert [(c.name, c.output, c.call_id, c.attempt_number) for c in recorded] == [
         ("research", "out a", "call_1", 1), ("get_current_time", {"n": 1}, "call_2", 1)]
     assert recorded[0].arguments == {"topic": "a"}
@@ -100,7 +86,7 @@ def test_durable_tool_keeps_signature_docstring_and_async_ness():
     assert lookup.__doc__ == "Look something up." and lookup.__name__ == "lookup"
     assert clock.always_run and not lookup.always_run
     # Outside a server run it is the plain function.
-    assert run(lookup("x")) == "found x at depth 1" and clock() == "tick 2"
+    assert run_async(lookup("x")) == "found x at depth 1" and clock() == "tick 2"
 
 
 def test_both_sdks_build_the_same_tool_schema_as_for_the_plain_functions():
@@ -139,20 +125,14 @@ def test_a_finished_call_is_recorded_before_it_returns_and_served_to_the_next_at
         return seen
 
     async def scenario():
-        db = await open_database(pg_url, db_schema)
-        try:
-            store = Store(db)
-            rid = new_rid()
-            await insert_response(store, rid)
+        async with store_with_response(pg_url, db_schema) as (store, rid):
             first = await attempt(store, rid, 1, [])
             recorded = await store.recorded_tool_calls(rid)
             # The next attempt finished only the first call before it too was killed.
             second = await attempt(store, rid, 2, recorded[:1])
             return rid, first, recorded, second, await store.recorded_tool_calls(rid)
-        finally:
-            await db.close()
 
-    rid, first, recorded, second, final = run(scenario())
+    rid, first, recorded, second, final = run_async(scenario())
     assert first[0] == "found tides at depth 1" and first[1] == [recorded[0].key]
     assert [c.name for c in recorded] == ["lookup", "lookup", "clock", "lookup"]
     assert all(c.attempt_number == 1 and c.call_id.startswith("call_") for c in recorded)
@@ -188,19 +168,13 @@ def test_arguments_and_outputs_that_are_not_json_are_stored_as_json(pg_url, db_s
         return Report()
 
     async def scenario():
-        db = await open_database(pg_url, db_schema)
-        try:
-            store = Store(db)
-            rid = new_rid()
-            await insert_response(store, rid)
+        async with store_with_response(pg_url, db_schema) as (store, rid):
             calls = AttemptToolCalls(rid, 1, [], lambda call: store.record_tool_call(rid, call))
             with attempt_tool_calls(calls):
                 output = await survey(Place(name="reef", depth=2.5))
             return output, await store.recorded_tool_calls(rid)
-        finally:
-            await db.close()
 
-    output, (recorded,) = run(scenario())
+    output, (recorded,) = run_async(scenario())
     assert type(output).__name__ == "Report"  # the model gets the tool's own value
     assert recorded.arguments == {"place": {"name": "reef", "depth": 2.5}} and recorded.output == "a report"
 
@@ -213,10 +187,10 @@ def test_a_sync_tool_called_on_the_event_loop_runs_without_a_record():
         async def record(call):
             recorded.append(call)
 
-        with attempt_tool_calls(AttemptToolCalls(new_rid(), 1, [], record)):
+        with attempt_tool_calls(AttemptToolCalls(new_response_id(), 1, [], record)):
             return clock()
 
-    assert run(scenario()) == "tick 1" and recorded == []
+    assert run_async(scenario()) == "tick 1" and recorded == []
 
 
 # ----- what a resumed attempt is given ------------------------------------------------
@@ -269,7 +243,7 @@ def _run_handler(agent, request: dict, prior) -> tuple[list[dict], list[Recorded
         with attempt_tool_calls(AttemptToolCalls("resp_x", 2 if prior else 1, prior, record)):
             return [e async for e in agent.stream_handler(ResponsesAgentRequest(**request))]
 
-    events = run(collect())
+    events = run_async(collect())
     return [e["item"] for e in events if e["type"] == "response.output_item.done"], recorded
 
 
