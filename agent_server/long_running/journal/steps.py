@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from ..storage.store import Store
 from .model_calls import ModelCallJournal
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -84,7 +85,7 @@ def attempt_steps(steps: AttemptSteps | None) -> Iterator[None]:
 class StoreCheckpointDatabase:
     """:class:`CheckpointDatabase` over the engine's store (``storage/store.py``)."""
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Store):
         self._store = store
 
     @property
