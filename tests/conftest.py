@@ -14,14 +14,17 @@ shared server is the exception: it is started once for the fast tier.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
+import sys
 import uuid
 
 import httpx
 import psycopg
 import pytest
 
+from agent_server.agents import FRAMEWORKS
 from agent_server.long_running.storage.embedded import EmbeddedPostgres
 from tests.support import ServerProcess, python_argv
 
@@ -150,3 +153,30 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "reliability figures (harness/chaos.py)")
         for line in chaos.summary().splitlines():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(params=sorted(FRAMEWORKS))
+def agent(request, monkeypatch, tmp_path_factory):
+    """A freshly imported variant module whose handlers are registered in this process (MLflow allows
+    one registration per process: each test imports its variant afresh)."""
+    import mlflow.genai.agent_server.server as registry
+
+    monkeypatch.setenv("LLM_ENDPOINT_NAME", "")
+    monkeypatch.setenv("OFFLINE_MODEL_TOKEN_DELAY_SECONDS", "0")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp()}/tool-calls-mlflow.db")
+    monkeypatch.setattr(registry, "_invoke_function", None)
+    monkeypatch.setattr(registry, "_stream_function", None)
+    module_name = FRAMEWORKS[request.param]
+    monkeypatch.delitem(sys.modules, module_name, raising=False)
+    yield importlib.import_module(module_name)
+    sys.modules.pop(module_name, None)
+
+
+@pytest.fixture(scope="module")
+def mcp_server(tmp_path_factory, spawns) -> ServerProcess:
+    """``tests/mcp_server.py``: real MCP servers over streamable HTTP (``/calc/mcp``, ``/identity/mcp``)."""
+    proc = ServerProcess(python_argv("tests/mcp_server.py"),
+                         log_path=tmp_path_factory.mktemp("mcp") / "mcp.log")
+    proc.start(timeout=120)
+    yield proc
+    proc.kill()

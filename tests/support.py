@@ -3,12 +3,13 @@ reading, and direct access to the engine's database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from agent_server.long_running.storage.database import Database, DatabaseTarget
 from agent_server.long_running.storage.models import Status
 from agent_server.long_running.storage.queries import Queries
 from agent_server.long_running.storage.store import Store
+from harness.scripted_endpoint import send_json
 
 # One implementation of "a server in a child process", shared with the scripts.
 from scripts.server_process import PROJECT_ROOT, ServerProcess, free_port  # noqa: E402,F401
@@ -90,6 +92,28 @@ async def open_database(pg_url: str, schema: str) -> Database:
     return db
 
 
+def run_async(coro, timeout: float = 60.0):
+    """``coro`` run to the end in a new event loop, within ``timeout`` seconds."""
+    return asyncio.run(asyncio.wait_for(coro, timeout=timeout))
+
+
+def new_response_id() -> str:
+    return f"resp_{uuid.uuid4().hex}"
+
+
+@asynccontextmanager
+async def store_with_response(pg_url: str, schema: str) -> AsyncIterator[tuple[Store, str]]:
+    """The engine's store on ``schema`` and a new running response in it (closed after the block)."""
+    db = await open_database(pg_url, schema)
+    try:
+        store = Store(db)
+        rid = new_response_id()
+        await insert_response(store, rid)
+        yield store, rid
+    finally:
+        await db.close()
+
+
 async def insert_response(store: Store, rid: str, status: Status = Status.IN_PROGRESS) -> None:
     """A response row with event 0, as an accepted request leaves it."""
     await store.insert_response(response_id=rid, owner="", status=status, worker_id="w", created_at=time.time(),
@@ -121,12 +145,7 @@ class FakeWorkspaceServer:
                 status, payload = handle(
                     self.command, url.path, parse_qs(url.query), body, self.headers.get("Authorization", "")
                 )
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             do_GET = do_POST = do_PATCH = do_DELETE = _serve
 

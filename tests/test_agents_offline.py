@@ -5,9 +5,7 @@ the official ``openai`` client."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import sys
 import time
 import uuid
 
@@ -43,25 +41,6 @@ def test_offline_without_endpoint_or_without_auth(tmp_path):
 
 
 # ----- handlers, driven directly ------------------------------------------------
-
-@pytest.fixture(params=VARIANTS)
-def agent(request, monkeypatch, tmp_path_factory):
-    """A freshly imported variant module whose handlers are registered in this process."""
-    import mlflow.genai.agent_server.server as registry
-
-    monkeypatch.setenv("LLM_ENDPOINT_NAME", "")
-    monkeypatch.setenv("OFFLINE_MODEL_TOKEN_DELAY_SECONDS", "0")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp()}/direct-mlflow.db")
-    # MLflow allows one registration per process; each test imports its variant afresh.
-    monkeypatch.setattr(registry, "_invoke_function", None)
-    monkeypatch.setattr(registry, "_stream_function", None)
-    module_name = FRAMEWORKS[request.param]
-    monkeypatch.delitem(sys.modules, module_name, raising=False)
-    module = importlib.import_module(module_name)
-    assert registry._stream_function is not None and registry._invoke_function is not None
-    yield module
-    sys.modules.pop(module_name, None)
-
 
 def run_stream(agent, text: str) -> list[dict]:
     async def collect():

@@ -13,8 +13,8 @@ ENGINE = "agent_server.long_running"
 
 # Top to bottom, as docs/architecture.md states it. A module may import its own
 # sub-package and anything below it; the leaves (settings, errors, ids) import no engine module.
-LAYERS = ["server", "http", "process", "runs", "conversations", "memory", "events", "tools", "webhooks",
-          "storage"]
+LAYERS = ["server", "http", "process", "runs", "conversations", "memory", "events", "tools", "journal",
+          "webhooks", "storage"]
 LEAVES = {"settings", "errors", "ids"}
 
 

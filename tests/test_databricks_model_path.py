@@ -9,27 +9,16 @@ talk to it; the agent code is not patched.
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
 
 from agent_server.agents import FRAMEWORKS
+from harness.scripted_endpoint import CHAT_PATH, ENDPOINT, TOKEN, ScriptedEndpoint
+from harness.scripted_endpoint import text_of as _text
+from harness.scripted_endpoint import tool_call
 from tests.support import ServerProcess, agent_server_process
-
-TOKEN = "fake-token"
-ENDPOINT = "fake-llm"
-CHAT_PATH = "/serving-endpoints/chat/completions"
-
-
-def _text(content) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""
 
 
 def fake_reply(body: dict) -> dict:
@@ -39,90 +28,22 @@ def fake_reply(body: dict) -> dict:
     if last["role"] == "tool":
         return {"role": "assistant", "content": f"The endpoint saw the tool result: {_text(last['content'])}"}
     if "time" in _text(last.get("content")).lower() and "get_current_time" in tools:
-        return {"role": "assistant", "content": None, "tool_calls": [{
-            "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-            "function": {"name": "get_current_time", "arguments": "{}"}}]}
+        return tool_call("get_current_time", {})
     return {"role": "assistant", "content": "Hello from the fake serving endpoint."}
-
-
-class FakeServingEndpoint(BaseHTTPRequestHandler):
-    requests: list[dict]  # set per server
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):
-        self.server.requests.append({"method": "GET", "path": self.path})
-        self.send_error(404)
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        self.server.requests.append({"method": "POST", "path": self.path, "body": body,
-                                     "authorization": self.headers.get("Authorization")})
-        if self.path != CHAT_PATH:
-            return self.send_error(404)
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._json(401, {"error_code": "UNAUTHENTICATED", "message": "bad token"})
-        reply = fake_reply(body)
-        finish = "tool_calls" if reply.get("tool_calls") else "stop"
-        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model")}
-        if not body.get("stream"):
-            return self._json(200, {**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": reply, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        chunk = {**base, "object": "chat.completion.chunk"}
-        deltas: list[dict] = []
-        if reply.get("tool_calls"):
-            deltas.append({"role": "assistant", "tool_calls": [{"index": 0, **reply["tool_calls"][0]}]})
-        else:
-            words = reply["content"].split(" ")
-            deltas += [{"role": "assistant", "content": w if i == 0 else " " + w} for i, w in enumerate(words)]
-        for delta in deltas:
-            self._sse({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        self._sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
-
-    def _sse(self, payload: dict) -> None:
-        self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
-        self.wfile.flush()
-
-    def _json(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture(scope="module")
 def fake_endpoint():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeServingEndpoint)
-    httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with ScriptedEndpoint(fake_reply) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module", params=sorted(FRAMEWORKS))
 def server(request, fake_endpoint, pg_url, tmp_path_factory, spawns) -> ServerProcess:
     variant = request.param
     log_dir = tmp_path_factory.mktemp(f"databricks-{variant}")
-    host, port = fake_endpoint.server_address
     proc = agent_server_process(variant, log_dir, {
-        "DATABRICKS_HOST": f"http://{host}:{port}",
-        "DATABRICKS_TOKEN": TOKEN,
-        "DATABRICKS_CONFIG_FILE": str(log_dir / "no-databrickscfg"),
-        "DATABRICKS_CONFIG_PROFILE": "", "DATABRICKS_AUTH_TYPE": "",
-        "DATABRICKS_CLIENT_ID": "", "DATABRICKS_CLIENT_SECRET": "",
-        "LLM_ENDPOINT_NAME": ENDPOINT,
-        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        **fake_endpoint.server_env(log_dir),
         "DATABASE_URL": pg_url,
         "AGENT_SERVER_DB_SCHEMA": f"dbx_{variant}_{uuid.uuid4().hex[:8]}",
     })
@@ -139,7 +60,7 @@ def client(server):
 
 
 def chat_requests(fake_endpoint, since: int) -> list[dict]:
-    return [r for r in fake_endpoint.requests[since:] if r["path"] == CHAT_PATH]
+    return fake_endpoint.chat_requests(since)
 
 
 def test_databricks_clients_import():

@@ -9,7 +9,6 @@ credential connection and our engine all run against a real database.
 
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
+from harness.scripted_endpoint import send_json
 from tests.support import wait_for_status
 
 LAKEBASE_USER = "lakebase-user@example.com"
@@ -29,12 +29,7 @@ class FakeWorkspace(BaseHTTPRequestHandler):
     calls: list[str] = []
 
     def _answer(self, body: dict, status: int = 200) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        send_json(self, status, body)
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         path = urlsplit(self.path).path

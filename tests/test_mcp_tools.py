@@ -13,7 +13,7 @@ import pytest
 from agent_server.agents import FRAMEWORKS
 from agent_server.agents.common.mcp_servers import McpSettingsError, Unavailable, mcp_settings, unavailable_note
 from agent_server.agents.common.offline.script import TextReply, ToolCall, Turn, plan_reply
-from tests.support import ServerProcess, agent_server_process, python_argv
+from tests.support import agent_server_process
 
 # ----- settings -----------------------------------------------------------------
 
@@ -69,15 +69,6 @@ def test_note_names_each_unavailable_server():
 # ----- end to end ---------------------------------------------------------------
 
 USER_TOKEN = "user-token-for-mcp-test"
-
-
-@pytest.fixture(scope="module")
-def mcp_server(tmp_path_factory, spawns) -> ServerProcess:
-    proc = ServerProcess(python_argv("tests/mcp_server.py"),
-                         log_path=tmp_path_factory.mktemp("mcp") / "mcp.log")
-    proc.start(timeout=120)
-    yield proc
-    proc.kill()
 
 
 def agent_env(port: int) -> dict[str, str]:

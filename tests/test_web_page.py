@@ -233,7 +233,10 @@ def test_server_restart_mid_answer_resumes_and_finishes(server, new_page):
 
     turn = answer_turns(page).nth(0)
     assert "attempt 2" in turn.locator(".resumed").inner_text()
-    assert turn.locator(".attempt.interrupted .tool").count() == 1  # attempt 1's call, shown as interrupted
+    # The run resumed at its step: attempt 1's call is the call, its output (from attempt 2) shown with it.
+    assert turn.locator(".tool").count() == 1 and turn.locator(".attempt.interrupted .tool").count() == 1
+    assert turn.locator(".tool .tool-state").inner_text() == "done"
+    assert "Research on 'tide pools' finished" in turn.locator(".tool-output").inner_text()
     assert normalise(" ".join(shown_text(page, 0))) == normalise(stored_text(server, rid))
     assert server.get(f"/responses/{rid}")["attempt_number"] == 2
 

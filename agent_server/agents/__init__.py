@@ -2,7 +2,10 @@
 handlers when imported, so a process imports exactly one of them.
 
 ``durable_tool`` and ``current_idempotency_key`` are here for the tools you add
-(``tools.py``): ``from agent_server.agents import durable_tool``.
+(``tools.py``): ``from agent_server.agents import durable_tool``; ``always_run``
+marks a tool declared the SDK's own way that must run every time;
+``resumes_at_step`` marks a ``@stream()`` handler whose run continues at its
+step when resumed (both variants' handlers are).
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from agent_server.long_running.journal.steps import resumes_at_step
 from agent_server.long_running.tools.durable_tool import current_idempotency_key, durable_tool
+
+from .common.always_run import always_run
 
 FRAMEWORKS = {
     "openai": "agent_server.agents.openai_agent",
@@ -18,7 +24,8 @@ FRAMEWORKS = {
 }
 DEFAULT_FRAMEWORK = "openai"
 
-__all__ = ["DEFAULT_FRAMEWORK", "FRAMEWORKS", "current_idempotency_key", "durable_tool", "load_agent"]
+__all__ = ["DEFAULT_FRAMEWORK", "FRAMEWORKS", "always_run", "current_idempotency_key", "durable_tool", "load_agent",
+           "resumes_at_step"]
 
 
 def load_agent(framework: str) -> ModuleType:

@@ -19,20 +19,22 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import SystemMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.prebuilt import tools_condition
 from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
 from agent_server.utils import PLACEHOLDER_PREFIX
 
+from . import resumes_at_step
 from .common.mcp_servers import mcp_settings_at_startup, note_events
 from .common.model_choice import choose_model
 from .common.request_input import chat_messages
 from .handlers import output_of
 from .instructions import INSTRUCTIONS
+from .langgraph_adapter.checkpoints import stream_graph
 from .langgraph_adapter.events import responses_events
 from .langgraph_adapter.mcp import load_mcp_tools
-from .langgraph_adapter.tools import as_langchain_tool
+from .langgraph_adapter.tools import as_langchain_tool, durable_tool_node
 from .tools import TOOLS
 
 MODEL = choose_model()
@@ -62,7 +64,7 @@ def build_graph(mcp_tools: Sequence[BaseTool] = ()):
 
     graph = StateGraph(MessagesState)
     graph.add_node("model", call_model)
-    graph.add_node("tools", ToolNode(tools))
+    graph.add_node("tools", durable_tool_node(tools))  # ToolNode, each call recorded
     graph.add_edge(START, "model")
     graph.add_conditional_edges("model", tools_condition, {"tools": "tools", END: END})
     graph.add_edge("tools", "model")
@@ -76,8 +78,13 @@ def graph_without_mcp():
 
 
 @stream()
+@resumes_at_step
 async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
-    """Run the graph, streaming Responses events (background requests use this too)."""
+    """Run the graph, streaming Responses events (background requests use this too).
+
+    ``stream_graph`` checkpoints each step, so a run resumed after a crash continues
+    at its step (see docs/durable-steps.md).
+    """
     graph = graph_without_mcp()
     if MCP.servers:
         # Servers are checked for every run; one that fails is left out and
@@ -86,8 +93,7 @@ async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
         for event in note_events(unavailable, f"{PLACEHOLDER_PREFIX}{uuid.uuid4().hex}"):
             yield event
         graph = build_graph(mcp_tools)
-    astream = graph.astream({"messages": chat_messages(request)}, stream_mode=["updates", "messages"])
-    async for event in responses_events(astream):
+    async for event in responses_events(stream_graph(graph, chat_messages(request))):
         yield event
 
 

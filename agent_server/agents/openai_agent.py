@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import mlflow
-from agents import Agent, Model, Runner
+from agents import Agent, Model
 from agents.mcp import MCPServer
 from agents.models.fake_id import FAKE_RESPONSES_ID
 from agents.tracing import set_trace_processors
 from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
+from . import resumes_at_step
 from .common.mcp_servers import mcp_settings_at_startup, note_events
 from .common.model_choice import choose_model
 from .common.request_input import input_items
@@ -27,6 +28,7 @@ from .handlers import output_of
 from .instructions import INSTRUCTIONS
 from .openai_adapter.events import responses_events
 from .openai_adapter.mcp import connect_mcp_servers
+from .openai_adapter.resumable import run_streamed
 from .openai_adapter.tools import as_function_tool
 from .tools import TOOLS
 
@@ -64,15 +66,20 @@ def create_agent(mcp_servers: list[MCPServer] = ()) -> Agent:
 
 
 @stream()
+@resumes_at_step
 async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
-    """Run the agent, streaming Responses events (background requests use this too)."""
+    """Run the agent, streaming Responses events (background requests use this too).
+
+    ``run_streamed`` records every model and tool call, so a run resumed after a crash
+    continues at its step (see docs/durable-steps.md).
+    """
     # MCP servers stay connected for the whole run; one that fails its check is
     # left out, and the response says so before the answer.
     async with AsyncExitStack() as stack:
         servers, unavailable = await connect_mcp_servers(stack, MCP)
         for event in note_events(unavailable, FAKE_RESPONSES_ID):
             yield event
-        result = Runner.run_streamed(create_agent(servers), input=input_items(request))
+        result = run_streamed(create_agent(servers), input_items(request))
         async for event in responses_events(result.stream_events()):
             yield event
 

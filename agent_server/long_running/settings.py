@@ -62,6 +62,9 @@ class EngineSettings:
     memory_max_per_identity: int = 1000
     # A Databricks embedding endpoint: semantic memory search besides full text (needs pgvector).
     memory_embedding_endpoint: str | None = None
+    # Bytes of recorded model calls kept per response (the journal a resumed run replays);
+    # past it the run's later calls are not recorded and a resume calls the model from there.
+    journal_max_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def names(cls) -> set[str]:
@@ -82,6 +85,7 @@ class EngineSettings:
             "db_request_timeout_seconds",
             "shutdown_timeout_seconds",
             "cleanup_timeout_seconds",
+            "journal_max_bytes",
         )
         for name in positive:
             value = getattr(self, name)

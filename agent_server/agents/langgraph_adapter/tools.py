@@ -1,17 +1,28 @@
-"""``tools.py``'s functions as LangChain tools that tell the engine their call id.
+"""LangChain tools whose calls are recorded, however they were declared.
 
-LangGraph's ``ToolNode`` invokes a tool with the model's tool call (its id
-included); this tool notes the id for the engine before running as usual.
+``as_langchain_tool`` turns a ``tools.py`` function into a LangChain tool
+that notes the model's call id for the engine before running as usual
+(LangGraph's ``ToolNode`` invokes a tool with the model's tool call, its id
+included); a ``@durable_tool`` function records its own calls.
+
+``durable_tool_node`` is LangGraph's ``ToolNode`` with every other tool's
+calls (a tool declared with LangChain's ``@tool``, an MCP tool) going
+through the engine's record-or-serve step, under the model's call id.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
-from langchain_core.tools import StructuredTool
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.prebuilt import ToolNode
 
-from agent_server.long_running.tools.tool_calls import sdk_call_id
+from agent_server.long_running.tools.tool_calls import run_recorded, sdk_call_id
+
+from ..common.always_run import is_always_run
 
 
 class _CallIdTool(StructuredTool):
@@ -35,3 +46,33 @@ def as_langchain_tool(function) -> StructuredTool:
     if inspect.iscoroutinefunction(function):
         return _CallIdTool.from_function(coroutine=function)
     return _CallIdTool.from_function(func=function)
+
+
+def _records_its_calls(tool: BaseTool) -> bool:
+    """A tool whose function is a ``@durable_tool`` (which has ``always_run``)."""
+    function = getattr(tool, "coroutine", None) or getattr(tool, "func", None)
+    return hasattr(function, "always_run")
+
+
+def _recordable(result: Any) -> Any:
+    """What is stored of a tool's result: a ``ToolMessage``'s content (a ``Command`` cannot be)."""
+    return result.content if isinstance(result, ToolMessage) else None
+
+
+def durable_tool_node(tools: Sequence[BaseTool | Callable], *, always_run: Collection[str] = (),
+                      **kwargs: Any) -> ToolNode:
+    """``ToolNode(tools)`` whose tools' finished calls are recorded and served to a resumed attempt."""
+
+    async def record(request, execute: Callable[[Any], Awaitable[Any]]) -> Any:
+        tool, call = request.tool, request.tool_call
+        if tool is None or _records_its_calls(tool):
+            return await execute(request)
+
+        def rebuild(output: Any) -> ToolMessage:
+            return ToolMessage(content=output, tool_call_id=call["id"], name=call["name"])
+
+        return await run_recorded(call["name"], call.get("args") or {}, lambda: execute(request),
+                                  call_id=call.get("id"), always_run=is_always_run(tool, always_run),
+                                  recordable=_recordable, rebuild=rebuild)
+
+    return ToolNode(tools, awrap_tool_call=record, **kwargs)

@@ -1,5 +1,11 @@
 """Running the registered ``@stream()`` / ``@invoke()`` handler for one attempt.
 
+A handler marked ``@resumes_at_step`` (journal/steps.py) is given, on a
+resumed attempt, the original request and the attempt's steps; the items it
+repeats from the log are dropped and the Response's output starts with the
+items earlier attempts completed. Any other handler is given the request
+with the recovery message (runs/recovery.py), as its only way to know.
+
 The only engine module that imports MLflow: the server imports it after
 start-up (agent_runtime.py), so ``/health`` answers before MLflow is loaded.
 """
@@ -9,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,11 +28,16 @@ from mlflow.types.responses import ResponsesAgentRequest
 from .leases import RunLease
 from ..events.stream_grammar import StreamGrammar
 from ..memory.access import MemoryGate, attempt_memory
+from ..journal.logged_items import LoggedItems
+from ..journal.model_calls import ModelCallJournal
+from ..journal.steps import AttemptSteps, StoreCheckpointDatabase, attempt_steps, handler_resumes_at_step
 from ..tools.tool_calls import AttemptToolCalls, attempt_tool_calls
 from .writer import AttemptWriter
 
 # ResponsesAgentValidator is re-exported: the server builds it once MLflow is imported here.
 __all__ = ["HandlerInvoker", "ResponsesAgentValidator"]
+
+logger = logging.getLogger(__name__)
 
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
 _INT_OR_NONE = (int, type(None))
@@ -54,38 +66,55 @@ class HandlerInvoker:
         owner's memory (or why there is none) in the attempt's context."""
         # What MLflow's get_request_headers() gives the handler (e.g. the caller's access token).
         set_request_headers(lease.headers)
-        calls = AttemptToolCalls(lease.response_id, lease.attempt_number, lease.prior_tool_calls,
-                                 writer.record_tool_call)
-        with attempt_tool_calls(calls), attempt_memory(self.memory.for_attempt(lease.owner, lease.response_id)):
-            await self._run_handler(lease, writer)
-
-    async def _run_handler(self, lease: RunLease, writer: AttemptWriter) -> None:
-        """Run one attempt, one trace per attempt, recorded on the writer as soon as it starts."""
         stream_fn, invoke_fn = get_stream_function(), get_invoke_function()
         handler = stream_fn or invoke_fn
         if handler is None:
             raise RuntimeError("no @stream() or @invoke() handler is registered")
+        calls = AttemptToolCalls(lease.response_id, lease.attempt_number, lease.prior_tool_calls,
+                                 writer.record_tool_call)
+        steps = _steps_for(lease, writer) if handler_resumes_at_step(handler) else None
+        memory = self.memory.for_attempt(lease.owner, lease.response_id)
+        with attempt_tool_calls(calls), attempt_steps(steps), attempt_memory(memory):
+            await self._run_handler(lease, writer, stream_fn, invoke_fn, steps)
+
+    async def _run_handler(self, lease: RunLease, writer: AttemptWriter, stream_fn, invoke_fn,
+                           steps: AttemptSteps | None) -> None:
+        """Run one attempt, one trace per attempt, recorded on the writer as soon as it starts."""
+        handler = stream_fn or invoke_fn
+        request_body = lease.request
+        logged: LoggedItems | None = None
+        if steps is not None and lease.resume is not None:
+            # Resumes at the step: the original input, and what the log has is not stored twice.
+            request_body = lease.resume.original_request
+            logged = LoggedItems(lease.resume.logged_items)
+            writer.output_items[:0] = lease.resume.logged_items
         # Validated when accepted (a conversation's history, when each turn was): built once here, not
         # validated again (MLflow's validator builds the model twice: a long history doubles its cost).
-        request = ResponsesAgentRequest(**lease.request)
+        request = ResponsesAgentRequest(**request_body)
         if lease.history_items:  # a conversation's earlier items, parsed when the attempt started
             request.input = [*lease.history_items, *request.input]
         rid = lease.response_id
         grammar = StreamGrammar(rid, first_output_index=lease.first_output_index)
+
+        def append(event: dict) -> None:
+            if logged is not None and logged.repeats(event):
+                return
+            for normalised in grammar.feed(event):
+                writer.append(normalised)
+
         traced = self.tracing_ready()
         with mlflow.start_span(name=handler.__name__) if traced else contextlib.nullcontext() as span:
             # Without a tracking destination MLflow hands out no-op spans.
             writer.trace_id = span.trace_id if traced and span.trace_id != _NO_OP_TRACE_ID else None
             if traced:
-                span.set_inputs(lease.request)
+                span.set_inputs(request_body)
             if stream_fn is not None:
                 async for event in _iterate(stream_fn(request)):
                     if not _plain_text_delta(event):
                         event = self.validator.validate_and_convert_result(event, stream=True)
                     event = self.transform(event, rid)
                     _keep_custom_outputs(event, writer)
-                    for normalised in grammar.feed(event):
-                        writer.append(normalised)
+                    append(event)
                     await writer.wait_for_room()
             else:
                 result = invoke_fn(request)
@@ -94,14 +123,35 @@ class HandlerInvoker:
                 result = self.validator.validate_and_convert_result(result)
                 _keep_custom_outputs(result, writer)
                 for item in result.get("output") or []:
-                    event = self.transform({"type": "response.output_item.done", "item": item}, rid)
-                    for normalised in grammar.feed(event):
-                        writer.append(normalised)
+                    append(self.transform({"type": "response.output_item.done", "item": item}, rid))
             for normalised in grammar.close_open():
                 writer.append(normalised)
+            if steps is not None:
+                _log_resumed(steps, logged)
             if traced:
                 span.set_attribute(SpanAttributeKey.MESSAGE_FORMAT, "openai")
                 span.set_outputs({"output": writer.output_items})
+
+
+def _steps_for(lease: RunLease, writer: AttemptWriter) -> AttemptSteps | None:
+    """The attempt's steps, for a handler that resumes at the step (None for an unstored run)."""
+    store = getattr(writer, "store", None)
+    if store is None:
+        return None  # an unstored run: no later attempt to resume
+    prior = lease.resume.model_calls if lease.resume is not None else []
+    journal = ModelCallJournal(lease.response_id, lease.attempt_number, prior, writer.record_model_call,
+                               writer.journal_max_bytes)
+    return AttemptSteps(lease.response_id, lease.attempt_number, resumed=lease.resume is not None,
+                        model_calls=journal, database=StoreCheckpointDatabase(store))
+
+
+def _log_resumed(steps: AttemptSteps, logged: LoggedItems | None) -> None:
+    if steps.resumed:
+        journal = steps.model_calls
+        replayed = (f"{journal.replayed} model call(s) replayed from the journal, {journal.recorded} recorded; "
+                    if journal.replayed or journal.recorded else "")
+        logger.info("%s attempt %d resumed at the step: %s%d logged item(s) not stored again", steps.response_id,
+                    steps.attempt_number, replayed, logged.dropped if logged else 0)
 
 
 def _keep_custom_outputs(event_or_result: dict, writer: AttemptWriter) -> None:

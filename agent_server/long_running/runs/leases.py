@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..conversations.turns import HistoryRef
-from ..storage.models import RecordedToolCall
+from ..storage.models import RecordedModelCall, RecordedToolCall
+
+
+@dataclass
+class ResumePoint:
+    """Where a resumed attempt of a handler that resumes at the step (journal/steps.py) starts from."""
+
+    original_request: dict[str, Any]  # as first accepted: the replay needs the same input
+    logged_items: list[dict[str, Any]]  # the output items earlier attempts completed, in log order
+    model_calls: list[RecordedModelCall]  # the journal of model calls, in run order
 
 
 @dataclass
@@ -38,6 +47,8 @@ class RunLease:
     seam_events: list[dict[str, Any]] = field(default_factory=list)
     # The tool calls earlier attempts finished: served again instead of run again.
     prior_tool_calls: list[RecordedToolCall] = field(default_factory=list)
+    # Set on resumed attempts: a handler that resumes at the step uses it instead of ``request``.
+    resume: ResumePoint | None = None
     # A conversation turn: its history, read when the attempt starts (parsed items), goes before
     # ``request["input"]`` in the handler's request.
     history: HistoryRef | None = None

@@ -1,7 +1,9 @@
 """Recovery and sweeps: claiming runs whose owner died, failing runs past their
-time-out, and what a resumed attempt is given (the original request, the tool
-calls earlier attempts finished as input items, a recovery message built from
-the previous attempts' events, and a rotated conversation id).
+time-out, and what a resumed attempt is given: for a handler that resumes at
+the step (journal/steps.py), the original request, the journal of model calls
+and the items already logged; for any other handler, the original request
+plus the tool calls earlier attempts finished as input items and a recovery
+message built from the previous attempts' events, with a rotated conversation id.
 
 Kept compatible with databricks-ai-bridge: the message is one user message
 starting with ``[RECOVERY]`` whose body carries the prior attempt's events as
@@ -20,7 +22,8 @@ from typing import Any
 
 from .attempt import timed_out_error
 from ..conversations.turns import HistoryRef
-from .leases import RunLease
+from .leases import ResumePoint, RunLease
+from ..journal.logged_items import completed_items
 from ..storage.models import ResponseRow, Status
 from ..settings import EngineSettings
 from ..storage.store import Store
@@ -144,6 +147,8 @@ async def resumed_lease(store: Store, row: ResponseRow, settings: EngineSettings
     lease = lease_for(row, request, dict(row.request_headers), conversation_id, settings.task_timeout_seconds,
                       seam_after(prior, row.response_id))
     lease.prior_tool_calls = tool_calls
+    lease.resume = ResumePoint(original_request=row.request, logged_items=completed_items(prior),
+                               model_calls=await store.recorded_model_calls(row.response_id))
     return lease
 
 
@@ -157,7 +162,8 @@ async def fail_timed_out_runs(store: Store, task_timeout_seconds: float) -> None
 
 
 class RetentionSweep:
-    """Deletes finished responses past the retention period, at most once a minute."""
+    """Deletes finished responses past the retention period, and the LangGraph checkpoints of
+    responses that ended (only an unfinished run resumes from them), at most once a minute."""
 
     INTERVAL_SECONDS = 60.0
 
@@ -170,4 +176,5 @@ class RetentionSweep:
         if time.monotonic() - self._last > self.INTERVAL_SECONDS:
             await self.store.delete_expired(self.retention_seconds)
             await self.store.delete_expired_conversations(self.retention_seconds)
+            await self.store.delete_ended_checkpoints()
             self._last = time.monotonic()

@@ -223,6 +223,7 @@ class Worker:
             retry_seconds=self.settings.db_retry_seconds,
             on_committed=self.tail.committed,
             on_stopped=lambda exc: self.stop_local(rid, str(exc)),
+            journal_max_bytes=self.settings.journal_max_bytes,
         )
         logger.info("Running %s attempt %d on %s", rid, lease.attempt_number, self.worker_id)
         if lease.history is not None:

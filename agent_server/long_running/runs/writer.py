@@ -65,6 +65,7 @@ class AttemptWriter:
         retry_seconds: float,
         on_committed: Callable[[str, int, Sequence[tuple[int, str, str]]], None],
         on_stopped: Callable[[BaseException], None],
+        journal_max_bytes: int = 16 * 1024 * 1024,
     ):
         self.commits = commits
         self.lease = lease
@@ -76,6 +77,9 @@ class AttemptWriter:
         self.on_committed = on_committed
         # The writer can store nothing more (lease lost, or the database gave up): stop the handler.
         self.on_stopped = on_stopped
+        # The bound of the response's journal of model calls (journal/model_calls.py).
+        self.journal_max_bytes = journal_max_bytes
+        self.store = commits.store
         self.output_items: list[dict[str, Any]] = []
         # The attempt's MLflow trace, stored with its final status.
         self.trace_id: str | None = None
@@ -158,6 +162,11 @@ class AttemptWriter:
     async def record_tool_call(self, call: RecordedToolCall) -> None:
         """Store a finished tool call durably (retried like a batch) before the model sees its output."""
         await self._with_retry(self.commits.store.record_tool_call, self.response_id, call)
+
+    async def record_model_call(self, position: int, input_digest: str, result: str) -> None:
+        """Store a finished model call durably (retried like a batch) before the SDK acts on it."""
+        await self._with_retry(self.store.record_model_call, self.response_id, self.attempt_number, position,
+                               input_digest, result)
 
     async def finish(
         self,

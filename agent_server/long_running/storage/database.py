@@ -127,6 +127,8 @@ class Database:
     _connect_hooks: list[Callable[[AsyncConnection], Awaitable[None]]] = field(default_factory=list)
     _lost_callbacks: list[Callable[[], None]] = field(default_factory=list)
     _listener_task: asyncio.Task | None = None
+    # The one-time setups done on this database (Store.set_up_once), by name.
+    set_up: set[str] = field(default_factory=set)
 
     async def open(self, timeout: float = 5.0) -> None:
         """Connect, create or migrate the schema, start listening."""
@@ -155,7 +157,9 @@ class Database:
             kwargs={
                 "autocommit": True,
                 "row_factory": dict_row,
-                "options": f"-c statement_timeout={self.statement_timeout_ms}",
+                # The engine's SQL names its schema; the search path is for the LangGraph
+                # checkpointer, whose SQL does not (its tables go in the engine's schema).
+                "options": f"-c statement_timeout={self.statement_timeout_ms} -c search_path={self.queries.schema},public",
                 # A frozen or unreachable server must not hold a new connection (or, over
                 # TCP, a dead peer an old one) forever; request paths bound themselves too.
                 "connect_timeout": 5,
@@ -169,8 +173,11 @@ class Database:
 
         timeout_ms = int(self.statement_timeout_ms)
 
+        schema = self.queries.schema  # a checked identifier (settings.py)
+
         async def configure(conn: AsyncConnection) -> None:
             await conn.execute(f"SET statement_timeout = {timeout_ms}")
+            await conn.execute(f'SET search_path TO "{schema}", public')  # as in _make_pool
 
         # Resolving the host calls the workspace API: keep it off the event loop.
         self._lakebase_pool = await asyncio.to_thread(

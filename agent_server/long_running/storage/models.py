@@ -220,3 +220,18 @@ class WebhookBacklog:
     failing: int  # of those, how many failed at least once
     oldest_seconds: float | None  # the oldest one's age; None when there are none
     stopped_urls: int  # configured receivers a 410 stopped
+
+
+@dataclass(frozen=True)
+class RecordedModelCall:
+    """One finished model call, as stored in ``model_calls`` (the journal a resumed attempt replays)."""
+
+    position: int  # 0 for the run's first model call
+    attempt_number: int
+    input_digest: str
+    result: str  # the JSON the SDK adapter recorded
+    size: int  # bytes of ``result``
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RecordedModelCall:
+        return cls(**{f.name: record[f.name] for f in fields(cls)})

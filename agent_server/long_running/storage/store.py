@@ -15,8 +15,9 @@ from psycopg.types.json import Jsonb
 
 from .bounded import Deadline
 from .database import Database
-from .models import (ConversationRow, MemoryRow, RecordedToolCall, ResponseRow, ResponseSummary, Status,
-                     StoredEvent, WebhookBacklog, WebhookDelivery, WebhookOutcome, WebhookRecorded)
+from .models import (ConversationRow, MemoryRow, RecordedModelCall, RecordedToolCall, ResponseRow,
+                     ResponseSummary, Status, StoredEvent, WebhookBacklog, WebhookDelivery, WebhookOutcome,
+                     WebhookRecorded)
 
 T = TypeVar("T")
 
@@ -519,6 +520,41 @@ class Store:
         """Forget all of ``owner``'s memories; how many there were."""
         record = await self._one(self.q.delete_memories, {"owner": owner})
         return record["deleted"]
+
+    # ----- the journal of model calls and LangGraph checkpoints (journal/) -----
+
+    async def record_model_call(self, response_id: str, attempt_number: int, position: int, input_digest: str,
+                                result: str) -> None:
+        """Store one finished model call at ``position`` (a newer attempt's record replaces an older one's)."""
+        await self._run(self.q.record_model_call, {
+            "response_id": response_id, "attempt_number": attempt_number, "position": position,
+            "input_digest": input_digest, "result": result,
+        })
+
+    async def recorded_model_calls(self, response_id: str) -> list[RecordedModelCall]:
+        records = await self._all(self.q.recorded_model_calls, {"response_id": response_id})
+        return [RecordedModelCall.from_record(r) for r in records]
+
+    async def delete_ended_checkpoints(self) -> None:
+        """Delete the LangGraph checkpoints of threads whose response ended or is gone (if the
+        checkpointer's tables exist: a server that never ran the LangGraph variant has none)."""
+        present = await self._one(self.q.checkpoint_tables, {"schema": self.q.schema})
+        if present and present["present"]:
+            await self._run(self.q.delete_ended_checkpoints)
+
+    async def set_up_once(self, name: str, setup: Callable[[], Awaitable[None]]) -> None:
+        """Run ``setup`` once per process and database, one worker at a time (an advisory lock held
+        on a connection of its own while ``setup`` uses others)."""
+        if name in self.db.set_up:
+            return
+        params = {"name": name, "schema": self.q.schema}
+        async with self.db.pool.connection() as conn:
+            await conn.execute(self.q.lock_setup, params)
+            try:
+                await setup()
+            finally:
+                await conn.execute(self.q.unlock_setup, params)
+        self.db.set_up.add(name)
 
     # ----- liveness (liveness.py) ---------------------------------------------
 

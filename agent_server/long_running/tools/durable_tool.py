@@ -23,31 +23,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
 import logging
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from .tool_calls import AttemptToolCalls, RecordedToolCall, as_json, current_attempt, current_sdk_call_id
+from .tool_calls import (
+    AttemptToolCalls,
+    RecordedToolCall,
+    as_json,
+    current_attempt,
+    current_idempotency_key,
+    current_sdk_call_id,
+    fallback_call_id,
+    idempotency_key,
+    served_from_record,
+)
+
+__all__ = ["current_idempotency_key", "durable_tool"]
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_IDEMPOTENCY_KEY: ContextVar[str | None] = ContextVar("durable_tool_idempotency_key", default=None)
-
-
-def current_idempotency_key() -> str | None:
-    """The running tool call's idempotency key: the same in every attempt of the response.
-
-    Pass it to outside systems that deduplicate (payment, email, ticket APIs),
-    so a call that was interrupted and runs again does not act twice. It is
-    ``resp_...:<tool>:<arguments digest>:<n>`` (the n-th call of this tool with
-    these arguments). None outside a server run.
-    """
-    return _IDEMPOTENCY_KEY.get()
 
 
 class _Call:
@@ -60,9 +57,8 @@ class _Call:
         self.key = calls.next_key(name, arguments)
 
     def finished(self, output: Any) -> RecordedToolCall:
-        call_id = current_sdk_call_id() or "call_" + hashlib.sha256(self.key.encode()).hexdigest()[:24]
         return RecordedToolCall(key=self.key, name=self.name, arguments=self.arguments,
-                                output=as_json(output), call_id=call_id,
+                                output=as_json(output), call_id=current_sdk_call_id() or fallback_call_id(self.key),
                                 attempt_number=self.calls.attempt_number)
 
 
@@ -88,11 +84,7 @@ def durable_tool(function: F | None = None, *, always_run: bool = False) -> F | 
     signature = inspect.signature(function)
 
     def served(call: _Call) -> RecordedToolCall | None:
-        recorded = None if always_run else call.calls.recorded(call.key)
-        if recorded is not None:
-            logger.info("%s: serving %s from attempt %d's record instead of running it again",
-                        call.key, name, recorded.attempt_number)
-        return recorded
+        return served_from_record(call.calls, call.key, name, always_run)
 
     if inspect.iscoroutinefunction(function):
         @functools.wraps(function)
@@ -102,11 +94,8 @@ def durable_tool(function: F | None = None, *, always_run: bool = False) -> F | 
                 return await function(*args, **kwargs)
             if (recorded := served(call)) is not None:
                 return recorded.output
-            token = _IDEMPOTENCY_KEY.set(call.key)
-            try:
+            with idempotency_key(call.key):
                 output = await function(*args, **kwargs)
-            finally:
-                _IDEMPOTENCY_KEY.reset(token)
             await call.calls.record(call.finished(output))
             return output
 
@@ -124,11 +113,8 @@ def durable_tool(function: F | None = None, *, always_run: bool = False) -> F | 
                 return function(*args, **kwargs)
             if (recorded := served(call)) is not None:
                 return recorded.output
-            token = _IDEMPOTENCY_KEY.set(call.key)
-            try:
+            with idempotency_key(call.key):
                 output = function(*args, **kwargs)
-            finally:
-                _IDEMPOTENCY_KEY.reset(token)
             asyncio.run_coroutine_threadsafe(call.calls.record(call.finished(output)), call.calls.loop).result()
             return output
 

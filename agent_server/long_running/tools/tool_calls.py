@@ -17,7 +17,9 @@ the next; the key does not.
 
 The engine sets the attempt's :class:`AttemptToolCalls` in a context
 variable for the handler's run; the SDKs run tools in tasks and threads that
-copy the context, so the wrapper finds it there.
+copy the context, so the wrapper finds it there. :func:`run_recorded` is the
+same record-or-serve step for a tool the SDK adapters wrap whole (a tool
+declared the SDK's own way, an MCP tool), whatever its type.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import contextlib
 import contextvars
 import hashlib
 import json
+import logging
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..storage.models import RecordedToolCall
+
+logger = logging.getLogger(__name__)
 
 
 def resume_input_items(calls: Sequence[RecordedToolCall]) -> list[dict[str, Any]]:
@@ -124,3 +128,70 @@ def sdk_call_id(call_id: str | None) -> Iterator[None]:
 
 def current_sdk_call_id() -> str | None:
     return _SDK_CALL_ID.get()
+
+
+_IDEMPOTENCY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("tool_call_idempotency_key",
+                                                                              default=None)
+
+
+def current_idempotency_key() -> str | None:
+    """The running tool call's idempotency key: the same in every attempt of the response.
+
+    Pass it to outside systems that deduplicate (payment, email, ticket APIs),
+    so a call that was interrupted and runs again does not act twice. It is
+    ``resp_...:<tool>:<arguments digest>:<n>`` (the n-th call of this tool with
+    these arguments). None outside a server run.
+    """
+    return _IDEMPOTENCY_KEY.get()
+
+
+@contextlib.contextmanager
+def idempotency_key(key: str) -> Iterator[None]:
+    """``key`` is the idempotency key of the tool call running inside."""
+    token = _IDEMPOTENCY_KEY.set(key)
+    try:
+        yield
+    finally:
+        _IDEMPOTENCY_KEY.reset(token)
+
+
+def served_from_record(calls: AttemptToolCalls, key: str, name: str, always_run: bool) -> RecordedToolCall | None:
+    """The record to serve instead of running the call (None: run it), and the log line that says so."""
+    recorded = None if always_run else calls.recorded(key)
+    if recorded is not None:
+        logger.info("%s: serving %s from attempt %d's record instead of running it again",
+                    key, name, recorded.attempt_number)
+    return recorded
+
+
+def fallback_call_id(key: str) -> str:
+    """A call id for a record whose SDK did not say the model's (stable: derived from the key)."""
+    return "call_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+async def run_recorded(name: str, arguments: dict[str, Any], run: Callable[[], Awaitable[Any]], *,
+                       call_id: str | None, always_run: bool = False,
+                       recordable: Callable[[Any], Any] = as_json,
+                       rebuild: Callable[[Any], Any] = lambda output: output) -> Any:
+    """One call of a tool an SDK adapter wraps whole: served from an earlier attempt's record, or run
+    (with its idempotency key set) and recorded before its result goes back to the SDK.
+
+    ``recordable(result)`` is what to store of the SDK's result (None: nothing can be, the call is
+    not recorded); ``rebuild(output)`` turns a stored output back into the SDK's result. Outside
+    a server run it just runs.
+    """
+    calls = current_attempt()
+    if calls is None:
+        return await run()
+    arguments = as_json(arguments)
+    key = calls.next_key(name, arguments)
+    if (recorded := served_from_record(calls, key, name, always_run)) is not None:
+        return rebuild(recorded.output)
+    with idempotency_key(key):
+        result = await run()
+    output = recordable(result)
+    if output is not None:
+        await calls.record(RecordedToolCall(key=key, name=name, arguments=arguments, output=as_json(output),
+                                            call_id=call_id or fallback_call_id(key),
+                                            attempt_number=calls.attempt_number))
+    return result

@@ -88,7 +88,7 @@
         break;
       case "response.output_item.done":
         turn.status = "in_progress";
-        addItem(attempt, ev.item || {});
+        addItem(turn, attempt, ev.item || {});
         break;
       case "response.completed":
       case "response.failed":
@@ -108,7 +108,16 @@
     return true;
   }
 
-  function addItem(attempt, item) {
+  /** The call an output answers: in this attempt or, when a run resumed at its step, an earlier one. */
+  function findOpenCall(turn, callId) {
+    for (let index = turn.attempts.length - 1; index >= 0; index--) {
+      const call = turn.attempts[index].items.find((i) => i.type === "call" && i.callId === callId && i.output === null);
+      if (call) return call;
+    }
+    return null;
+  }
+
+  function addItem(turn, attempt, item) {
     if (item.type === "message") {
       const message = openMessage(attempt, item.id);
       message.text = messageText(item); // the finished item is authoritative
@@ -119,7 +128,7 @@
       attempt.items.push({ type: "call", callId: item.call_id, name: item.name, args, output: null,
                            startedAt: Date.now() });
     } else if (item.type === "function_call_output") {
-      const call = attempt.items.find((i) => i.type === "call" && i.callId === item.call_id && i.output === null);
+      const call = findOpenCall(turn, item.call_id);
       const output = typeof item.output === "string" ? item.output : JSON.stringify(item.output);
       if (call) {
         call.output = output;

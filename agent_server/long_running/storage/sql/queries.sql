@@ -310,6 +310,56 @@ SELECT call_key, attempt_number, name, arguments, output, call_id FROM {schema}.
 WHERE response_id = %(response_id)s
 ORDER BY recorded_at, call_key;
 
+-- name: record_model_call
+-- Record one finished model call at its position in the run; a newer attempt's record replaces an older one's there, and the older attempt's records after it (a branch no longer taken) go; nothing if the response is gone.
+WITH branch_left AS (
+    DELETE FROM {schema}.model_calls
+    WHERE response_id = %(response_id)s AND position > %(position)s AND attempt_number < %(attempt_number)s
+)
+INSERT INTO {schema}.model_calls AS m (response_id, position, attempt_number, input_digest, result, size)
+SELECT r.response_id, %(position)s, %(attempt_number)s, %(input_digest)s, %(result)s, octet_length(%(result)s)
+FROM {schema}.responses AS r
+WHERE r.response_id = %(response_id)s
+ON CONFLICT (response_id, position) DO UPDATE
+    SET attempt_number = excluded.attempt_number, input_digest = excluded.input_digest,
+        result = excluded.result, size = excluded.size, recorded_at = excluded.recorded_at
+    WHERE m.attempt_number <= excluded.attempt_number;
+
+-- name: recorded_model_calls
+-- The journal of a response's model calls, in run order.
+SELECT position, attempt_number, input_digest, result, size FROM {schema}.model_calls
+WHERE response_id = %(response_id)s
+ORDER BY position;
+
+-- name: checkpoint_tables
+-- Whether the LangGraph checkpointer's tables exist in the schema (its setup creates them on the first LangGraph run).
+SELECT to_regclass(format('%%I.checkpoints', %(schema)s::text)) IS NOT NULL
+   AND to_regclass(format('%%I.checkpoint_blobs', %(schema)s::text)) IS NOT NULL
+   AND to_regclass(format('%%I.checkpoint_writes', %(schema)s::text)) IS NOT NULL AS present;
+
+-- name: delete_ended_checkpoints
+-- Retention: the LangGraph checkpoints of every thread (one per response) whose response has ended or is gone; only an unfinished run resumes from them.
+WITH blobs AS (
+    DELETE FROM {schema}.checkpoint_blobs AS t
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
+                      WHERE r.response_id = t.thread_id AND r.status IN ('queued', 'in_progress'))
+), writes AS (
+    DELETE FROM {schema}.checkpoint_writes AS t
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
+                      WHERE r.response_id = t.thread_id AND r.status IN ('queued', 'in_progress'))
+)
+DELETE FROM {schema}.checkpoints AS t
+WHERE NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
+                  WHERE r.response_id = t.thread_id AND r.status IN ('queued', 'in_progress'));
+
+-- name: lock_setup
+-- Serialise a one-time setup across workers (the LangGraph checkpointer's own migrations): a session lock, held on one connection while the setup runs on others (its CREATE INDEX CONCURRENTLY cannot run in a transaction).
+SELECT pg_advisory_lock(hashtext('agent_server_setup:' || %(name)s || ':' || %(schema)s));
+
+-- name: unlock_setup
+-- Release lock_setup's lock.
+SELECT pg_advisory_unlock(hashtext('agent_server_setup:' || %(name)s || ':' || %(schema)s));
+
 -- ----- Conversations -------------------------------------------------------
 
 -- name: create_conversation
