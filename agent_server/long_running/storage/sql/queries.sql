@@ -636,8 +636,8 @@ WHERE updated_at < now() - make_interval(secs => %(retention_seconds)s)
 -- ----- Long-term memory (memory/) ---------------------------------------------------
 
 -- name: enable_memory_embeddings
--- Semantic memory search: pgvector and the memories' embeddings (run at start-up only when an embedding endpoint is configured; fails where the extension is missing).
-CREATE EXTENSION IF NOT EXISTS vector;
+-- Semantic memory search: pgvector and the memories' embeddings (run at start-up only when an embedding endpoint is configured; fails where the extension is missing). The extension goes to public, which every engine schema's search_path includes (created in one engine schema, its type would be invisible to the others in the same database).
+CREATE EXTENSION IF NOT EXISTS vector SCHEMA public;
 CREATE TABLE IF NOT EXISTS {schema}.memory_embeddings (
     memory_id text PRIMARY KEY REFERENCES {schema}.memories (memory_id) ON DELETE CASCADE,
     -- The endpoint that made it: vectors of another model are not compared, and are replaced.
