@@ -101,6 +101,7 @@ agent_server = AgentServer(
     shutdown_timeout_seconds=_number("SHUTDOWN_TIMEOUT_SECONDS", 5.0),
     model_name=MODEL.name,
     multitask_strategy=(os.environ.get("MULTITASK_STRATEGY") or "enqueue").strip(),
+    approval_timeout_seconds=_number("APPROVAL_TIMEOUT_SECONDS", 7 * 24 * 3600.0),
 )
 
 

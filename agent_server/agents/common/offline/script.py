@@ -10,6 +10,8 @@ Both SDK adapters translate their messages into :class:`Turn` objects, ask
 - asked about the time (and ``get_current_time`` is available): call it;
 - asked to research something (and ``research`` is available): call it, with
   the topic and the seconds from the request ("research tides for 5 seconds");
+- asked to email someone ("Email ada@example.com about the launch", and
+  ``send_email`` is available): call it, with that address and topic;
 - a ``[RECOVERY]`` message (the server resumed the run after a crash): start
   over from the user's last request before it, as a naive model would. The
   tools it calls again that had finished are served from the server's record
@@ -36,6 +38,8 @@ _MY_NAME_IS = re.compile(r"\bmy name is\s+(?P<name>[^.!?\n]+)", re.IGNORECASE)
 _ASK_NAME = re.compile(r"\b(?:what(?:'s| is)\s+my name|do you (?:know|remember) my name|who am i)\b", re.IGNORECASE)
 _ASK_BEFORE = re.compile(r"\bwhat did i (?:just )?(?:say|write|ask)\b|\bmy (?:previous|last) message\b",
                          re.IGNORECASE)
+_EMAIL = re.compile(r"\b(?:e-?mail|write to)\s+(?P<to>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)(?:\s+about\s+(?P<topic>[^.!?\n]+))?",
+                    re.IGNORECASE)
 _TIME = re.compile(r"\b(time|clock|what day|date today|today's date)\b", re.IGNORECASE)
 #: How the server's resumed-attempt message starts (agent_server/long_running/runs/recovery.py).
 RECOVERY_PREFIX = "[RECOVERY]"
@@ -82,6 +86,11 @@ def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
         named = _named_tool(text, tool_names)
         if named:
             return named
+        email = _EMAIL.search(text)
+        if email and "send_email" in tool_names:
+            topic = (email["topic"] or "your message").strip()
+            return ToolCall("send_email", {"to": email["to"], "subject": topic[:1].upper() + topic[1:],
+                                           "body": f"Hello, a note about {topic}."})
         research = _RESEARCH.search(text)
         if research and "research" in tool_names:
             return ToolCall("research", _research_arguments(research["topic"]))
@@ -144,6 +153,10 @@ def _answer_from_tool(turn: Turn) -> str:
         return f"The current time is {turn.text} (UTC), according to the get_current_time tool."
     if turn.tool_name == "research":
         return f"Here is what the research tool reported: {turn.text}"
+    if turn.tool_name == "send_email":
+        if turn.text.startswith("This call was not made"):
+            return f"I did not send the email. {turn.text}"
+        return f"Done: {turn.text}"
     return f"The {turn.tool_name or 'tool'} tool returned: {turn.text}"
 
 
@@ -154,7 +167,9 @@ def _fallback(text: str, tool_names: list[str]) -> str:
         examples.append('"What time is it?"')
     if "research" in tool_names:
         examples.append('"Research tide pools for 5 seconds"')
-    if others := [name for name in tool_names if name not in ("get_current_time", "research")]:
+    if "send_email" in tool_names:
+        examples.append('"Email ada@example.com about the launch"')
+    if others := [name for name in tool_names if name not in ("get_current_time", "research", "send_email")]:
         examples.append(f'"Use the {others[0]} tool with {{...JSON arguments...}}" (tools: {", ".join(others)})')
     hint = f" Try {' or '.join(examples)} to see a tool call." if examples else ""
     heard = f' You wrote: "{snippet}".' if snippet else ""
