@@ -279,3 +279,45 @@ def test_waiting_approvals_hold_no_slot(servers):
             ask(client)
         started = client.responses.create(model="agent", input="Research kelp for 0.5 seconds", background=True)
     assert started.status == "in_progress"  # started at once, not queued
+
+
+# ----- a paused graph's checkpoints stay while an answer may come --------------------------------
+
+def test_a_paused_threads_checkpoints_stay_until_its_answer_has_run(pg_url, db_schema, sql):
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    from agent_server.long_running.storage.models import ApprovalAnswer, Status
+    from tests.support import new_response_id, run_async, store_with_response
+
+    def status(rid: str, value: str) -> None:
+        sql(f"UPDATE {db_schema}.responses SET status = %s WHERE response_id = %s", (value, rid))
+
+    def threads() -> list[str]:
+        return [thread for (thread,) in sql(f"SELECT thread_id FROM {db_schema}.checkpoints")]
+
+    async def scenario():
+        async with store_with_response(pg_url, db_schema) as (store, paused):
+            await store.set_up_once("langgraph-checkpointer", AsyncPostgresSaver(store.db.pool).setup)
+            sql(f"INSERT INTO {db_schema}.checkpoints (thread_id, checkpoint_id, checkpoint) VALUES (%s, '1', '{{}}')",
+                (paused,))
+            await store.ask_approval(paused, "mcpr_" + "1" * 32, name="send_email", arguments="{}",
+                                     server_label="agent", call_id="call_1", state="{}", thread_id=paused,
+                                     timeout_seconds=60)
+            status(paused, "completed")
+            await store.delete_ended_checkpoints()
+            kept_while_pending = threads()
+            answering = new_response_id()
+            conversation = (await store.create_conversation("conv_" + uuid.uuid4().hex, "")).conversation_id
+            await store.insert_turn(conversation_id=conversation, decide=lambda unfinished: Status.IN_PROGRESS,
+                                    created_event=lambda s: json.dumps({"type": "response.created"}),
+                                    answers=[ApprovalAnswer("mcpr_" + "1" * 32, True)], asked_by=paused,
+                                    response_id=answering, owner="", worker_id="w", created_at=time.time(),
+                                    request={"input": []}, request_headers={}, model="m")
+            await store.delete_ended_checkpoints()
+            kept_while_answering = threads()
+            status(answering, "completed")
+            await store.delete_ended_checkpoints()
+            return paused, kept_while_pending, kept_while_answering, threads()
+
+    paused, pending, answering, after = run_async(scenario())
+    assert pending == [paused] and answering == [paused] and after == []

@@ -266,9 +266,13 @@ SELECT r.response_id, r.status, r.attempt_number, r.model, r.error, r.incomplete
        extract(epoch FROM (CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'incomplete')
                                 THEN r.updated_at ELSE now() END)
                           - coalesce(r.started_at, r.created_at))::float8 AS duration_seconds,
-       CASE jsonb_typeof(r.request #> '{{input,-1,content}}')
-           WHEN 'string' THEN left(r.request #>> '{{input,-1,content}}', 200)
-           WHEN 'array' THEN left(r.request #>> '{{input,-1,content,0,text}}', 200)
+       CASE WHEN r.request #>> '{{input,-1,type}}' = 'mcp_approval_response'
+                THEN CASE WHEN r.request #>> '{{input,-1,approve}}' = 'true' THEN 'Approved a tool call'
+                          ELSE 'Rejected a tool call' END
+           ELSE CASE jsonb_typeof(r.request #> '{{input,-1,content}}')
+                    WHEN 'string' THEN left(r.request #>> '{{input,-1,content}}', 200)
+                    WHEN 'array' THEN left(r.request #>> '{{input,-1,content,0,text}}', 200)
+                END
        END AS input_preview,
        (SELECT count(*) FROM {schema}.approvals AS a
         WHERE a.response_id = r.response_id AND a.status = 'pending' AND a.expires_at > now())::int
