@@ -26,7 +26,7 @@ from bench.synthetic_agent import TEXT_PREFIX
 VARIANTS = sorted(FRAMEWORKS)
 HELLO = "hello there"
 RESEARCH = "Research tide pools for 0.2 seconds"  # one function call, its output, then a message
-TOOLS = ["get_current_time", "research"]
+TOOLS = ["get_current_time", "research", "send_email"]
 
 
 def offline_answer(text: str) -> str:
