@@ -253,6 +253,16 @@ def test_the_list_shows_what_waits_for_an_answer(servers):
     assert raw(servers.first, "GET", "/responses", params={"waiting": "yes"}).status_code == 400
 
 
+def test_an_unstored_run_cannot_wait_so_the_tool_does_not_run(servers):
+    with servers.client(servers.first) as client:
+        response = client.responses.create(model="agent", input="Email unstored@example.com about the launch",
+                                           store=False)
+    assert "needs a person's approval, which only a stored response can wait for" in response.output_text
+    assert not any(item.type == "mcp_approval_request" for item in response.output)
+    log = "".join(path.read_text(errors="replace") for path in servers.tmp.glob("*/server.log"))
+    assert "send_email to unstored@example.com" not in log
+
+
 # ----- nothing is held while waiting ------------------------------------------------------------
 
 def test_a_second_worker_answers(servers):

@@ -13,34 +13,27 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, TypeVar
 
-T = TypeVar("T")
+from .always_run import is_marked, mark
 
-_MARK = "needs_approval"
+T = TypeVar("T")
 
 
 def needs_approval(tool: T) -> T:
     """Mark an SDK tool object so that each call waits for a person's approval; returns the tool."""
-    metadata = getattr(tool, "metadata", None)
-    if isinstance(metadata, dict) or (metadata is None and hasattr(tool, "args_schema")):
-        tool.metadata = {**(metadata or {}), _MARK: True}  # a LangChain tool (pydantic: no new attributes)
-    else:
-        setattr(tool, _MARK, True)
-    return tool
+    return mark(tool, "needs_approval")
 
 
 def asks_approval(tool: Any, names: Collection[str] = ()) -> bool:
     """Whether calls of ``tool`` wait for approval (marked, a ``needs_approval`` function's, or named)."""
-    if getattr(tool, "name", None) in names or getattr(tool, _MARK, False) is True:
-        return True
-    function = getattr(tool, "coroutine", None) or getattr(tool, "func", None)
-    if getattr(function, _MARK, False) is True:
-        return True
-    metadata = getattr(tool, "metadata", None)
-    return isinstance(metadata, dict) and metadata.get(_MARK) is True
+    return is_marked(tool, "needs_approval", names)
 
 
-def not_approved(status: str, reason: str | None) -> str:
-    """What the model is told instead of a tool's output when the call was not approved."""
+def not_approved(status: str, reason: str | None, name: str = "This tool") -> str:
+    """What the model is told instead of a tool's output when the call was not approved (``status``
+    ``rejected``, ``declined``, or ``unstored``: a run that cannot wait for an answer)."""
+    if status == "unstored":
+        return (f"This call was not made: {name} needs a person's approval, which only a stored response "
+                "can wait for.")
     if status == "declined":
         return "This call was not made: the user moved on without approving it."
     return "This call was not made: the user rejected it" + (f" ({reason})." if reason else ".")

@@ -89,10 +89,8 @@ def durable_tool_node(tools: Sequence[BaseTool | Callable], *, always_run: Colle
         if tool is not None and asks_approval(tool, needs_approval):
             answer = _approval(tool, call)
             if answer is None or not answer.get("approve"):
-                status = answer.get("status", "rejected") if answer else "unstored"
-                text = (not_approved(status, answer.get("reason")) if answer else
-                        f"{call['name']} needs a person's approval, which only a stored response can wait for; "
-                        "nothing was done.")
+                text = (not_approved(answer.get("status", "rejected"), answer.get("reason")) if answer
+                        else not_approved("unstored", None, call["name"]))
                 return ToolMessage(content=text, tool_call_id=call["id"], name=call["name"], status="error")
         if tool is None or _records_its_calls(tool):
             return await execute(request)

@@ -48,9 +48,7 @@ def _label(item: Any) -> str:
 async def approval_events(result: Any, steps: AttemptSteps | None) -> list[dict]:
     """The run stopped for approvals: store each request (with the run's state); their output items."""
     if steps is None:
-        names = ", ".join(sorted({item.tool_name for item in result.interruptions}))
-        text = (f"{names} needs a person's approval, which only a stored response can wait for; "
-                "nothing was done.")
+        text = not_approved("unstored", None, ", ".join(sorted({item.tool_name for item in result.interruptions})))
         return [{"type": "response.output_item.done", "item": {
             "type": "message", "id": FAKE_RESPONSES_ID, "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": []}]}}]
