@@ -533,6 +533,9 @@
       const reason = elt("input", "approval-reason");
       reason.placeholder = "Reason (optional)";
       reason.setAttribute("aria-label", "Reason");
+      // Kept on the item: the turn may be drawn again while the reason is typed.
+      reason.value = item.draft || "";
+      reason.addEventListener("input", () => { item.draft = reason.value; });
       const approve = button("Approve", () => answerApproval(turn, item, true, reason.value.trim()));
       approve.className = "primary";
       const reject = button("Reject", () => answerApproval(turn, item, false, reason.value.trim()));
@@ -562,11 +565,15 @@
         const response = await fetch(`responses/${turn.responseId}`);
         if (!response.ok) continue;
         const states = (await response.json()).approval_requests || [];
+        let moved = false;
         for (const item of approvalsOf(turn)) {
           const state = states.find((s) => s.id === item.requestId);
-          if (state && state.status !== item.status) item.status = state.status;
+          if (state && state.status !== item.status) {
+            item.status = state.status;
+            moved = true;
+          }
         }
-        changed(turn);
+        if (moved) changed(turn);
       } catch (_) { /* the next refresh tries again */ }
     }
   }
