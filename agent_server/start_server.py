@@ -105,6 +105,7 @@ try:
         memory_max_chars=_number("MEMORY_MAX_CHARS", 2000, int),
         memory_max_per_identity=_number("MEMORY_MAX_PER_IDENTITY", 1000, int),
         memory_embedding_endpoint=(os.environ.get("DATABRICKS_EMBEDDING_ENDPOINT") or "").strip() or None,
+        approval_timeout_seconds=_number("APPROVAL_TIMEOUT_SECONDS", 7 * 24 * 3600.0),
     )
 except ValueError as exc:
     raise SystemExit(f"Cannot start the server: {exc}") from None

@@ -167,6 +167,7 @@ async def replay_seconds(pg_url: str, steps: int = 1000) -> dict[str, float]:
     from agents.models.interface import ModelTracing
 
     from agent_server.agents.openai_adapter.journal import JournaledModel, call_digest, recorded_result
+    from agent_server.long_running.journal.approvals import AttemptApprovals
     from agent_server.long_running.journal.model_calls import ModelCallJournal
     from agent_server.long_running.journal.steps import StoreCheckpointDatabase, AttemptSteps, attempt_steps
     from agent_server.long_running.storage.database import Database, DatabaseTarget
@@ -194,7 +195,8 @@ async def replay_seconds(pg_url: str, steps: int = 1000) -> dict[str, float]:
                         {"type": "function_call_output", "call_id": f"call_{step}", "output": f"notes {step}"}]
         started = time.perf_counter()
         journal = ModelCallJournal(rid, 2, await store.recorded_model_calls(rid), _not_recorded, 1 << 30)
-        steps_context = AttemptSteps(rid, 2, True, journal, StoreCheckpointDatabase(store))
+        steps_context = AttemptSteps(rid, 2, True, journal, StoreCheckpointDatabase(store),
+                                     AttemptApprovals(rid, _not_recorded, _not_recorded))
         model = JournaledModel(_NeverCalled())
         with attempt_steps(steps_context):
             for step_input in inputs:

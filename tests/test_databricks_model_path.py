@@ -92,7 +92,7 @@ def test_standard_request_calls_the_endpoint_and_its_tool(server, client, fake_e
         assert sent["authorization"] == f"Bearer {TOKEN}"
         assert sent["body"]["model"] == ENDPOINT
         assert {t["function"]["name"] for t in sent["body"]["tools"]} == {
-            "get_current_time", "research", "save_memory", "search_memories", "delete_memory"}
+            "get_current_time", "research", "send_email", "save_memory", "search_memories", "delete_memory"}
     assert first["body"]["messages"][-1]["role"] == "user"
     tool_message = second["body"]["messages"][-1]
     assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == response.output[0].call_id

@@ -42,7 +42,7 @@ def test_concurrent_startups_migrate_once(pg_url, db_schema, sql):
     tables = sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db_schema,))
     assert {("events",), ("responses",), ("schema_migrations",), ("conversations",),
             ("conversation_items",), ("tool_calls",), ("workers",), ("webhook_deliveries",),
-            ("webhook_stopped_urls",), ("memories",), ("model_calls",)} <= set(tables)
+            ("webhook_stopped_urls",), ("memories",), ("model_calls",), ("approvals",)} <= set(tables)
 
 
 def test_a_batch_is_stored_only_while_the_attempt_owns_the_response(pg_url, db_schema, sql):

@@ -106,8 +106,9 @@ def test_both_sdks_build_the_same_tool_schema_as_for_the_plain_functions():
         lc_plain = (StructuredTool.from_function(coroutine=plain) if inspect.iscoroutinefunction(plain)
                     else StructuredTool.from_function(func=plain))
         assert convert_to_openai_tool(as_langchain_tool(tool)) == convert_to_openai_tool(lc_plain)
-    # get_current_time, research, save_memory, search_memories, delete_memory
-    assert [tool.always_run for tool in TOOLS] == [True, False, False, True, False]
+    # get_current_time, research, send_email, save_memory, search_memories, delete_memory
+    assert [(tool.always_run, tool.needs_approval) for tool in TOOLS] == [
+        (True, False), (False, False), (False, True), (False, False), (True, False), (False, False)]
 
 
 def test_a_finished_call_is_recorded_before_it_returns_and_served_to_the_next_attempt(pg_url, db_schema):

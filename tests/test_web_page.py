@@ -370,3 +370,50 @@ def test_the_memories_panel_shows_and_forgets_what_the_agent_remembers(server, n
     other.get_by_role("button", name="Really forget all?").click()
     other.locator("#memories-empty").wait_for()
     assert server.get("/memories", dave)["data"] == [] and len(server.get("/memories", carol)["data"]) == 1
+
+
+# ----- approvals -----------------------------------------------------------------------------------
+
+def test_an_approval_request_survives_reload_and_restart_and_is_rejected_with_a_reason(server, new_page):
+    page = new_page()
+    page.goto(server.url)
+    send(page, "Email ada@example.com about the launch")
+    rid = wait_finished(page, 0)
+    card = page.locator(".approval")
+    assert "send_email" in card.locator(".tool-name").inner_text()
+    assert "to: ada@example.com" in card.locator(".approval-args").inner_text()
+    assert card.locator(".approval-state").inner_text() == "waits for your approval"
+    assert answer_turns(page).nth(0).locator(".tool .tool-state").inner_text() == "waits for approval"
+    page.locator(f".run[data-response-id='{rid}'] .badge.waiting").wait_for()  # the runs panel marks it
+
+    server.process.kill()
+    server.start_again()
+    page.reload()
+    card = page.locator(".approval")
+    card.get_by_role("button", name="Approve").wait_for()  # still waiting, after a reload and a restart
+    card.locator(".approval-reason").fill("not before Friday")
+    card.get_by_role("button", name="Reject").click()
+    wait_finished(page, 1)
+    assert normalise(" ".join(shown_text(page, 1))) == ("I did not send the email. This call was not made: the user "
+                                                      "rejected it (not before Friday).")
+    card.locator(".approval-state", has_text="rejected").wait_for()
+    assert card.get_by_role("button", name="Approve").count() == 0
+    page.reload()
+    page.locator(".approval .approval-state", has_text="rejected").wait_for()
+    assert server.get(f"/responses/{rid}")["approval_requests"][0]["status"] == "rejected"
+    page.locator(f".run[data-response-id='{rid}']").wait_for()
+    assert page.locator(f".run[data-response-id='{rid}'] .badge.waiting").count() == 0
+
+
+def test_an_approved_call_runs_and_shows_its_output_with_the_call(server, new_page):
+    page = new_page()
+    page.goto(server.url)
+    send(page, "Email grace@example.com about the review")
+    wait_finished(page, 0)
+    page.locator(".approval").get_by_role("button", name="Approve").click()
+    wait_finished(page, 1)
+    assert normalise(" ".join(shown_text(page, 1))).startswith("Done: Email to grace@example.com sent")
+    paused = answer_turns(page).nth(0)
+    assert paused.locator(".tool .tool-state").inner_text() == "done"  # its output came with the answer
+    assert "Email to grace@example.com sent" in paused.locator(".tool-output").inner_text()
+    paused.locator(".approval-state", has_text="approved").wait_for()

@@ -32,7 +32,6 @@ from .common.request_input import chat_messages
 from .handlers import output_of
 from .instructions import INSTRUCTIONS
 from .langgraph_adapter.checkpoints import stream_graph
-from .langgraph_adapter.events import responses_events
 from .langgraph_adapter.mcp import load_mcp_tools
 from .langgraph_adapter.tools import as_langchain_tool, durable_tool_node
 from .tools import TOOLS
@@ -83,7 +82,8 @@ async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
     """Run the graph, streaming Responses events (background requests use this too).
 
     ``stream_graph`` checkpoints each step, so a run resumed after a crash continues
-    at its step (see docs/durable-steps.md).
+    at its step (docs/durable-steps.md), and pauses before a tool that needs approval
+    until a person answers (docs/approvals.md).
     """
     graph = graph_without_mcp()
     if MCP.servers:
@@ -93,7 +93,7 @@ async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
         for event in note_events(unavailable, f"{PLACEHOLDER_PREFIX}{uuid.uuid4().hex}"):
             yield event
         graph = build_graph(mcp_tools)
-    async for event in responses_events(stream_graph(graph, chat_messages(request))):
+    async for event in stream_graph(graph, chat_messages(request)):
         yield event
 
 

@@ -23,12 +23,10 @@ from mlflow.types.responses import ResponsesAgentRequest
 from . import resumes_at_step
 from .common.mcp_servers import mcp_settings_at_startup, note_events
 from .common.model_choice import choose_model
-from .common.request_input import input_items
 from .handlers import output_of
 from .instructions import INSTRUCTIONS
-from .openai_adapter.events import responses_events
 from .openai_adapter.mcp import connect_mcp_servers
-from .openai_adapter.resumable import run_streamed
+from .openai_adapter.resumable import stream_agent
 from .openai_adapter.tools import as_function_tool
 from .tools import TOOLS
 
@@ -70,8 +68,9 @@ def create_agent(mcp_servers: list[MCPServer] = ()) -> Agent:
 async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
     """Run the agent, streaming Responses events (background requests use this too).
 
-    ``run_streamed`` records every model and tool call, so a run resumed after a crash
-    continues at its step (see docs/durable-steps.md).
+    ``stream_agent`` records every model and tool call, so a run resumed after a crash
+    continues at its step (docs/durable-steps.md), and pauses before a tool that needs
+    approval until a person answers (docs/approvals.md).
     """
     # MCP servers stay connected for the whole run; one that fails its check is
     # left out, and the response says so before the answer.
@@ -79,8 +78,7 @@ async def stream_handler(request: ResponsesAgentRequest) -> AsyncIterator[dict]:
         servers, unavailable = await connect_mcp_servers(stack, MCP)
         for event in note_events(unavailable, FAKE_RESPONSES_ID):
             yield event
-        result = run_streamed(create_agent(servers), input_items(request))
-        async for event in responses_events(result.stream_events()):
+        async for event in stream_agent(create_agent(servers), request):
             yield event
 
 

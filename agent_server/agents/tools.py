@@ -10,7 +10,8 @@ server restarts mid-run, the resumed attempt gets the recorded output instead
 of running the tool again. A tool that must run every time (it reads the clock)
 says ``always_run=True``. ``current_idempotency_key()`` is the same in every
 attempt: pass it to outside systems so a call that was interrupted and runs
-again does not act twice.
+again does not act twice. ``needs_approval=True`` makes each call wait for a
+person's approval (the run pauses with nothing held; docs/approvals.md).
 """
 
 from __future__ import annotations
@@ -63,6 +64,19 @@ async def research(topic: str, seconds: float = 10.0) -> str:
     return f"Research on {topic!r} finished after {seconds:g}s. " + "; ".join(notes) + "."
 
 
+@durable_tool(needs_approval=True)
+def send_email(to: str, subject: str, body: str) -> str:
+    """Send an email (a demo: it is only logged). Each call waits for a person's approval first.
+
+    Args:
+        to: The recipient's address.
+        subject: The subject line.
+        body: The text of the email.
+    """
+    logger.info("send_email to %s (idempotency key %s): %r", to, current_idempotency_key(), subject)
+    return f"Email to {to} sent, subject {subject!r}."
+
+
 # Long-term memory (save, search, delete the caller's memories; see memory_tools.py): drop
 # *MEMORY_TOOLS to run without it.
-TOOLS = [get_current_time, research, *MEMORY_TOOLS]
+TOOLS = [get_current_time, research, send_email, *MEMORY_TOOLS]

@@ -65,6 +65,8 @@ class EngineSettings:
     # Bytes of recorded model calls kept per response (the journal a resumed run replays);
     # past it the run's later calls are not recorded and a resume calls the model from there.
     journal_max_bytes: int = 16 * 1024 * 1024
+    # How long a tool call waits for a person's approval before the request expires.
+    approval_timeout_seconds: float = 7 * 24 * 3600.0
 
     @classmethod
     def names(cls) -> set[str]:
@@ -86,6 +88,7 @@ class EngineSettings:
             "shutdown_timeout_seconds",
             "cleanup_timeout_seconds",
             "journal_max_bytes",
+            "approval_timeout_seconds",
         )
         for name in positive:
             value = getattr(self, name)

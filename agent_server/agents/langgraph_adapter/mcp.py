@@ -47,7 +47,10 @@ async def _tools_of(spec: McpServerSpec, settings: McpSettings) -> list[BaseTool
     async with asyncio.timeout(settings.connect_timeout):
         client = DatabricksMultiServerMCPClient([await _server_config(spec, settings)])
         # Lists the tools in a session of its own; each tool call opens a new one.
-        return await client.get_tools(server_name=spec.name)
+        tools = await client.get_tools(server_name=spec.name)
+    for tool in tools:  # an approval request names the server a tool comes from
+        tool.metadata = {**(tool.metadata or {}), "mcp_server": spec.name}
+    return tools
 
 
 async def load_mcp_tools(settings: McpSettings) -> tuple[list[BaseTool], list[Unavailable]]:

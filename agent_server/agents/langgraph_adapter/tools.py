@@ -7,22 +7,33 @@ included); a ``@durable_tool`` function records its own calls.
 
 ``durable_tool_node`` is LangGraph's ``ToolNode`` with every other tool's
 calls (a tool declared with LangChain's ``@tool``, an MCP tool) going
-through the engine's record-or-serve step, under the model's call id.
+through the engine's record-or-serve step, under the model's call id. A
+call of a tool that needs approval first pauses the graph with LangGraph's
+``interrupt()``; it goes on (run, or told it was not approved) when the
+graph is resumed with the answer (``checkpoints.py``).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import ToolNode
+from langgraph.types import interrupt
 
+from agent_server.long_running.journal.approvals import AGENT_LABEL
+from agent_server.long_running.journal.steps import current_steps
 from agent_server.long_running.tools.tool_calls import run_recorded, sdk_call_id
 
 from ..common.always_run import is_always_run
+from ..common.approval import asks_approval, not_approved
+
+#: The key of an approval request in an interrupt's value (``checkpoints.py`` reads it).
+APPROVAL = "approval_request"
 
 
 class _CallIdTool(StructuredTool):
@@ -59,12 +70,28 @@ def _recordable(result: Any) -> Any:
     return result.content if isinstance(result, ToolMessage) else None
 
 
+def _approval(tool: BaseTool, call: dict[str, Any]) -> dict[str, Any] | None:
+    """Pause for a person's answer; the answer once resumed (None: outside a stored run, no pause)."""
+    if current_steps() is None:
+        return None
+    return interrupt({APPROVAL: {
+        "name": call["name"], "arguments": json.dumps(call.get("args") or {}), "call_id": call["id"],
+        "server_label": (getattr(tool, "metadata", None) or {}).get("mcp_server") or AGENT_LABEL}})
+
+
 def durable_tool_node(tools: Sequence[BaseTool | Callable], *, always_run: Collection[str] = (),
-                      **kwargs: Any) -> ToolNode:
-    """``ToolNode(tools)`` whose tools' finished calls are recorded and served to a resumed attempt."""
+                      needs_approval: Collection[str] = (), **kwargs: Any) -> ToolNode:
+    """``ToolNode(tools)`` whose tools' finished calls are recorded and served to a resumed attempt,
+    and whose calls of tools that need approval wait for one (``needs_approval`` names MCP tools)."""
 
     async def record(request, execute: Callable[[Any], Awaitable[Any]]) -> Any:
         tool, call = request.tool, request.tool_call
+        if tool is not None and asks_approval(tool, needs_approval):
+            answer = _approval(tool, call)
+            if answer is None or not answer.get("approve"):
+                text = (not_approved(answer.get("status", "rejected"), answer.get("reason")) if answer
+                        else not_approved("unstored", None, call["name"]))
+                return ToolMessage(content=text, tool_call_id=call["id"], name=call["name"], status="error")
         if tool is None or _records_its_calls(tool):
             return await execute(request)
 

@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 from ..errors import ApiError
 from ..settings import MULTITASK_STRATEGIES
 from ..ids import CONVERSATION_ID, RESPONSE_ID, new_conversation_id
-from ..storage.models import ConversationRow, ResponseRow, Status
+from ..storage.models import ApprovalAnswer, ConversationRow, ResponseRow, Status
 from ..storage.store import Store
 
 #: What a new message does while an earlier response of its conversation is unfinished.
@@ -69,6 +69,9 @@ class Turn:
 
     conversation_id: str
     strategy: str  # one of STRATEGIES
+    # Answers to approval requests of the response it continues (``asked_by``), claimed when it is stored.
+    answers: tuple[ApprovalAnswer, ...] = ()
+    asked_by: str | None = None
 
     def status_for(self, unfinished: list[tuple[str, Status]], *, start_here: bool) -> Status:
         """The new turn's status, given its conversation's unfinished turns: it starts now only if
@@ -138,8 +141,9 @@ def _check_exclusive(conversation: Any, previous_response_id: Any) -> None:
 
 
 async def turn_for(store: Store, owner: str, *, conversation: Any, previous_response_id: Any,
-                   request: dict[str, Any], strategy: str) -> Turn | None:
-    """The stored conversation a new stored request joins (None: it has none).
+                   request: dict[str, Any], strategy: str, answers: list[ApprovalAnswer] = ()) -> Turn | None:
+    """The stored conversation a new stored request joins (None: it has none); ``answers`` answer
+    approval requests of ``previous_response_id``.
 
     Raises the 4xx of a bad or foreign id before storing anything.
     """
@@ -150,7 +154,7 @@ async def turn_for(store: Store, owner: str, *, conversation: Any, previous_resp
         return Turn(found.conversation_id, strategy)
     if previous_response_id is not None:
         previous = await _previous_response(store, previous_response_id, owner)
-        return Turn(await _continuing(store, previous, owner), strategy)
+        return Turn(await _continuing(store, previous, owner), strategy, tuple(answers), previous.response_id)
     key = session_key_of(request)
     if key is None:
         return None

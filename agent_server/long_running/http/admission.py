@@ -27,8 +27,9 @@ from ..process.engine import Engine
 from ..runs.leases import RunLease
 from ..runs.unstored import run_unstored
 from ..storage.models import ResponseRow
-from ..storage.store import ConversationGone
-from . import idempotency, validation
+from ..storage.models import ApprovalAnswer
+from ..storage.store import ApprovalRefused, ConversationGone
+from . import approval_answers, idempotency, validation
 from .cancelling import interrupt_conversation
 from .context import RouteContext
 from .identity import owner_of, storable_headers
@@ -64,6 +65,7 @@ class Admission:
     conversation: Any
     previous_response_id: Any
     strategy: str
+    answers: list[ApprovalAnswer]  # mcp_approval_response items: this response resumes a paused run
 
 
 async def create_response(ctx: RouteContext, request: Request, multitask_strategy: str):
@@ -114,8 +116,9 @@ async def _parse(ctx: RouteContext, request: Request, multitask_strategy: str) -
     request_dict = request_data.model_dump(mode="json", exclude_none=True)
     validation.check_storable(request_dict)
     answer_headers = {"x-ignored-fields": ",".join(ignored)} if ignored else {}
+    answers = approval_answers.answers_in(request_dict, previous_response_id, store)
     return Admission(request_dict, background, stream, store, answer_headers, conversation,
-                     previous_response_id, strategy)
+                     previous_response_id, strategy, answers)
 
 
 async def _join_conversation(ctx: RouteContext, caller: Caller, admission: Admission) -> turns.Turn | None:
@@ -134,7 +137,8 @@ async def _join_conversation(ctx: RouteContext, caller: Caller, admission: Admis
         history = await turns.unstored_history(store, caller.owner, **found_by)
         admission.request = {**admission.request, "input": [*history, *(admission.request.get("input") or [])]}
         return None
-    turn = await turns.turn_for(store, caller.owner, strategy=admission.strategy, **found_by)
+    turn = await turns.turn_for(store, caller.owner, strategy=admission.strategy, answers=admission.answers,
+                                **found_by)
     if turn is not None and turn.strategy == "interrupt":
         await interrupt_conversation(ctx.engines.engine, turn.conversation_id)
     return turn
@@ -162,6 +166,8 @@ async def _submit(ctx: RouteContext, engine: Engine, caller: Caller, admission: 
                        code="conversation_busy", param=turns.STRATEGY_FIELD) from None
     except ConversationGone:
         raise turns.conversation_not_found(turn.conversation_id) from None
+    except ApprovalRefused as refusal:
+        raise approval_answers.refused(refusal.request_id, refusal.why, refusal.expired) from None
     except psycopg.errors.UniqueViolation:
         # A concurrent request with the same Idempotency-Key created it first.
         earlier = await idempotency.earlier_response(engine.store, caller.owner, caller.idempotency_key,

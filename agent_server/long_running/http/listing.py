@@ -22,12 +22,14 @@ _STATUSES = ", ".join(s.value for s in Status)
 
 
 async def list_page(store: Store, owner: str, params: Mapping[str, str]) -> dict[str, Any]:
-    """One page of ``owner``'s responses for the query parameters ``limit``, ``after`` and ``status``."""
+    """One page of ``owner``'s responses for the query parameters ``limit``, ``after``, ``status`` and
+    ``waiting=approval``."""
     page = page_of(params, ordered=False)
     limit, after = page.limit, _after(page.after)
     status = _status(params.get("status"))
+    waiting = _waiting(params.get("waiting"))
     # One row more than asked for says whether there is another page.
-    rows = await store.list_responses(owner, limit=limit + 1, after=after, status=status)
+    rows = await store.list_responses(owner, limit=limit + 1, after=after, status=status, waiting=waiting)
     if after is not None and not rows and await store.get_response(after, owner) is None:
         # An empty page would look like the end of the list; say the cursor is wrong instead.
         raise ApiError(400, f"after: no response with id '{after}' found.", code="invalid_parameter", param="after")
@@ -51,6 +53,7 @@ def summary_object(row: ResponseSummary) -> dict[str, Any]:
         "completed_at": _epoch(row.completed_at),
         "duration_seconds": round(max(row.duration_seconds, 0.0), 3),
         "input_preview": row.input_preview,
+        "pending_approvals": row.pending_approvals,
     }
 
 
@@ -75,3 +78,13 @@ def _status(value: str | None) -> Status | None:
     except ValueError:
         raise ApiError(400, f"status must be one of {_STATUSES}, got {value[:40]!r}.",
                        code="invalid_parameter", param="status") from None
+
+
+def _waiting(value: str | None) -> bool:
+    """``waiting=approval``: only the responses with a request waiting for an answer."""
+    if value is None:
+        return False
+    if value != "approval":
+        raise ApiError(400, f"waiting must be 'approval' (the responses waiting for an approval), got "
+                       f"{value[:40]!r}.", code="invalid_parameter", param="waiting")
+    return True

@@ -48,7 +48,17 @@ async def retrieve(engine: Engine, response_id: str, owner: str, request: Reques
     output = None
     if not row.status.is_terminal and row.attempt_number > 0:
         output = await engine.store.attempt_output_items(response_id, row.attempt_number)
-    return response_from_row(row, output)
+    response = response_from_row(row, output)
+    if any(item.get("type") == "mcp_approval_request" for item in response["output"]):
+        response["approval_requests"] = approval_requests(await engine.store.response_approvals(response_id))
+    return response
+
+
+def approval_requests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where each approval request of a response stands (our extension of the Response object):
+    ``pending``, ``approved``, ``rejected``, ``declined`` (its conversation moved on) or ``expired``."""
+    return [{"id": r["request_id"], "status": r["status"], "expires_at": int(r["expires_at"].timestamp()),
+             "answered_by": r["answered_by"]} for r in rows]
 
 
 async def current_response(engine: Engine, response_id: str, owner: str) -> dict[str, Any]:

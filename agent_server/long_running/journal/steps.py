@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ..storage.store import Store
+from .approvals import AttemptApprovals
 from .model_calls import ModelCallJournal
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -62,6 +63,7 @@ class AttemptSteps:
     resumed: bool  # an earlier attempt ran: continue where it stopped
     model_calls: ModelCallJournal
     database: CheckpointDatabase
+    approvals: AttemptApprovals
 
 
 _STEPS: contextvars.ContextVar[AttemptSteps | None] = contextvars.ContextVar("attempt_steps", default=None)

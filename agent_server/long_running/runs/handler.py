@@ -27,6 +27,7 @@ from mlflow.types.responses import ResponsesAgentRequest
 
 from .leases import RunLease
 from ..events.stream_grammar import StreamGrammar
+from ..journal.approvals import AttemptApprovals
 from ..memory.access import MemoryGate, attempt_memory
 from ..journal.logged_items import LoggedItems
 from ..journal.model_calls import ModelCallJournal
@@ -141,8 +142,10 @@ def _steps_for(lease: RunLease, writer: AttemptWriter) -> AttemptSteps | None:
     prior = lease.resume.model_calls if lease.resume is not None else []
     journal = ModelCallJournal(lease.response_id, lease.attempt_number, prior, writer.record_model_call,
                                writer.journal_max_bytes)
+    approvals = AttemptApprovals(lease.response_id, writer.ask_approval,
+                                 lambda: store.answered_approvals(lease.response_id))
     return AttemptSteps(lease.response_id, lease.attempt_number, resumed=lease.resume is not None,
-                        model_calls=journal, database=StoreCheckpointDatabase(store))
+                        model_calls=journal, database=StoreCheckpointDatabase(store), approvals=approvals)
 
 
 def _log_resumed(steps: AttemptSteps, logged: LoggedItems | None) -> None:

@@ -172,7 +172,7 @@ class Worker:
             else:
                 status, history_end = await self.store.insert_turn(
                     conversation_id=turn.conversation_id, decide=functools.partial(turn.status_for, start_here=start_here),
-                    created_event=created_event, **row)
+                    created_event=created_event, answers=turn.answers, asked_by=turn.asked_by, **row)
                 if history_end is not None:
                     history = HistoryRef(turn.conversation_id, history_end)
         finally:
@@ -224,6 +224,7 @@ class Worker:
             on_committed=self.tail.committed,
             on_stopped=lambda exc: self.stop_local(rid, str(exc)),
             journal_max_bytes=self.settings.journal_max_bytes,
+            approval_timeout_seconds=self.settings.approval_timeout_seconds,
         )
         logger.info("Running %s attempt %d on %s", rid, lease.attempt_number, self.worker_id)
         if lease.history is not None:

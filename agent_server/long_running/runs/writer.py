@@ -66,6 +66,7 @@ class AttemptWriter:
         on_committed: Callable[[str, int, Sequence[tuple[int, str, str]]], None],
         on_stopped: Callable[[BaseException], None],
         journal_max_bytes: int = 16 * 1024 * 1024,
+        approval_timeout_seconds: float = 7 * 24 * 3600.0,
     ):
         self.commits = commits
         self.lease = lease
@@ -79,6 +80,7 @@ class AttemptWriter:
         self.on_stopped = on_stopped
         # The bound of the response's journal of model calls (journal/model_calls.py).
         self.journal_max_bytes = journal_max_bytes
+        self.approval_timeout_seconds = approval_timeout_seconds
         self.store = commits.store
         self.output_items: list[dict[str, Any]] = []
         # The attempt's MLflow trace, stored with its final status.
@@ -167,6 +169,11 @@ class AttemptWriter:
         """Store a finished model call durably (retried like a batch) before the SDK acts on it."""
         await self._with_retry(self.store.record_model_call, self.response_id, self.attempt_number, position,
                                input_digest, result)
+
+    async def ask_approval(self, request_id: str, fields: dict[str, Any]) -> None:
+        """Store a request waiting for approval (retried like a batch) before its item is shown."""
+        await self._with_retry(self.store.ask_approval, self.response_id, request_id,
+                               timeout_seconds=self.approval_timeout_seconds, **fields)
 
     async def finish(
         self,

@@ -82,6 +82,7 @@ class ResponseSummary:
     completed_at: datetime | None
     duration_seconds: float
     input_preview: str | None
+    pending_approvals: int = 0  # requests it asked that wait for an answer
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "ResponseSummary":
@@ -234,4 +235,38 @@ class RecordedModelCall:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> RecordedModelCall:
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class ApprovalAnswer:
+    """One ``mcp_approval_response`` input item: the answer to a request of the response continued."""
+
+    request_id: str
+    approve: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AnsweredApproval:
+    """A request a response answered (or declined by moving its conversation on), as stored in
+    ``approvals``: what that response's run resumes the paused run with."""
+
+    request_id: str
+    response_id: str  # the response that asked
+    name: str
+    arguments: str
+    server_label: str
+    call_id: str
+    state: str  # the SDK adapter's paused run
+    thread_id: str | None
+    status: str  # approved | rejected | declined
+    reason: str | None
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> AnsweredApproval:
         return cls(**{f.name: record[f.name] for f in fields(cls)})

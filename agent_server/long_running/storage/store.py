@@ -15,9 +15,9 @@ from psycopg.types.json import Jsonb
 
 from .bounded import Deadline
 from .database import Database
-from .models import (ConversationRow, MemoryRow, RecordedModelCall, RecordedToolCall, ResponseRow,
-                     ResponseSummary, Status, StoredEvent, WebhookBacklog, WebhookDelivery, WebhookOutcome,
-                     WebhookRecorded)
+from .models import (AnsweredApproval, ApprovalAnswer, ConversationRow, MemoryRow, RecordedModelCall,
+                     RecordedToolCall, ResponseRow, ResponseSummary, Status, StoredEvent, WebhookBacklog,
+                     WebhookDelivery, WebhookOutcome, WebhookRecorded)
 
 T = TypeVar("T")
 
@@ -56,6 +56,16 @@ class WebhookFanout:
 
 class ConversationGone(Exception):
     """The conversation was deleted before the new turn was stored."""
+
+
+class ApprovalRefused(Exception):
+    """An answer to an approval request was refused (nothing was stored); ``why`` says why."""
+
+    def __init__(self, request_id: str, why: str, expired: bool = False):
+        super().__init__(f"{request_id}: {why}")
+        self.request_id = request_id
+        self.why = why
+        self.expired = expired
 
 
 class Store:
@@ -148,12 +158,17 @@ class Store:
         conversation_id: str,
         decide: Callable[[list[tuple[str, Status]]], Status],
         created_event: Callable[[Status], str],
+        answers: Sequence[ApprovalAnswer] = (),
+        asked_by: str | None = None,
         **response: Any,
     ) -> tuple[Status, int | None]:
         """Store a new turn of a conversation, one new turn of it at a time (the conversation row
         is locked). ``decide(unfinished)`` is given the conversation's unfinished turns
         ``(response_id, status)`` and answers the new turn's status (or raises to store nothing).
-        Returns that status and, if it starts now, how many conversation items its handler sees."""
+        ``answers`` answer requests of the response ``asked_by`` (one refused raises
+        :class:`ApprovalRefused` and stores nothing); the requests the conversation still waits on
+        are declined. Returns that status and, if it starts now, how many conversation items its
+        handler sees."""
         async with self.db.pool.connection() as conn, conn.transaction():
             conversation = await (await conn.execute(
                 self.q.lock_conversation, {"conversation_id": conversation_id})).fetchone()
@@ -163,12 +178,34 @@ class Store:
             unfinished = await (await conn.execute(
                 self.q.unfinished_turns, {"conversation_id": conversation_id})).fetchall()
             status = decide([(r["response_id"], Status(r["status"])) for r in unfinished])
+            for answer in answers:
+                await self._answer_approval(conn, answer, asked_by, response["owner"], response["response_id"])
+            await conn.execute(self.q.decline_pending_approvals, {
+                "conversation_id": conversation_id, "asked_by": asked_by, "answered_by": response["response_id"]})
             history_end = conversation["item_count"] if status is Status.IN_PROGRESS else None
             if status is Status.QUEUED:
                 response = {**response, "worker_id": None}  # whichever worker claims it
             await self.insert_response(**response, status=status, created_event=created_event(status),
                                        conversation_id=conversation_id, history_end=history_end, conn=conn)
         return status, history_end
+
+    async def _answer_approval(self, conn, answer: ApprovalAnswer, asked_by: str | None, owner: str,
+                               answered_by: str) -> None:
+        params = {"request_id": answer.request_id, "owner": owner}
+        answered = await (await conn.execute(self.q.answer_approval, {
+            **params, "approve": answer.approve, "reason": answer.reason, "asked_by": asked_by,
+            "answered_by": answered_by})).fetchone()
+        if answered is not None:
+            return
+        found = await (await conn.execute(self.q.approval_of, params)).fetchone()
+        if found is None:
+            raise ApprovalRefused(answer.request_id, "no such approval request")
+        if found["response_id"] != asked_by:
+            raise ApprovalRefused(answer.request_id, f"it was asked by response {found['response_id']}, not by "
+                                  "the previous_response_id")
+        if found["status"] != "pending":
+            raise ApprovalRefused(answer.request_id, f"it was already answered ({found['status']})")
+        raise ApprovalRefused(answer.request_id, "it expired before it was answered", expired=True)
 
     async def claim_queued(self, worker_id: str) -> ResponseRow | None:
         record = await self._one(self.q.claim_queued, {"worker_id": worker_id})
@@ -434,12 +471,15 @@ class Store:
 
 
     async def list_responses(
-        self, owner: str, *, limit: int, after: str | None = None, status: Status | None = None
+        self, owner: str, *, limit: int, after: str | None = None, status: Status | None = None,
+        waiting: bool = False,
     ) -> list[ResponseSummary]:
-        """``owner``'s responses newest first, those after the response ``after`` (none if it is unknown)."""
+        """``owner``'s responses newest first, those after the response ``after`` (none if it is unknown);
+        with ``waiting``, only those with a request waiting for an approval."""
         records = await self._all(
             self.q.list_responses,
-            {"owner": owner, "limit": limit, "after": after, "status": status.value if status else None},
+            {"owner": owner, "limit": limit, "after": after, "status": status.value if status else None,
+             "waiting": waiting},
         )
         return [ResponseSummary.from_record(r) for r in records]
 
@@ -555,6 +595,25 @@ class Store:
             finally:
                 await conn.execute(self.q.unlock_setup, params)
         self.db.set_up.add(name)
+
+    # ----- approvals (journal/approvals.py) --------------------------------------
+
+    async def ask_approval(self, response_id: str, request_id: str, *, name: str, arguments: str,
+                           server_label: str, call_id: str, state: str, thread_id: str | None,
+                           timeout_seconds: float) -> None:
+        """Record a request waiting for approval (asking again for ``request_id`` keeps the first)."""
+        await self._run(self.q.ask_approval, {
+            "response_id": response_id, "request_id": request_id, "name": name, "arguments": arguments,
+            "server_label": server_label, "call_id": call_id, "state": state, "thread_id": thread_id,
+            "timeout_seconds": float(timeout_seconds)})
+
+    async def answered_approvals(self, response_id: str) -> list[AnsweredApproval]:
+        records = await self._all(self.q.answered_approvals, {"response_id": response_id})
+        return [AnsweredApproval.from_record(r) for r in records]
+
+    async def response_approvals(self, response_id: str) -> list[dict[str, Any]]:
+        """``{request_id, status, expires_at, answered_by}`` of each request the response asked."""
+        return await self._all(self.q.response_approvals, {"response_id": response_id})
 
     # ----- liveness (liveness.py) ---------------------------------------------
 

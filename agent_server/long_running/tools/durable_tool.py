@@ -71,15 +71,18 @@ def _begin(name: str, signature: inspect.Signature, args: tuple, kwargs: dict) -
     return _Call(calls, name, as_json(dict(bound.arguments)))
 
 
-def durable_tool(function: F | None = None, *, always_run: bool = False) -> F | Callable[[F], F]:
+def durable_tool(function: F | None = None, *, always_run: bool = False,
+                 needs_approval: bool = False) -> F | Callable[[F], F]:
     """Record each finished call of ``function``; serve a repeat in a resumed attempt from the record.
 
     ``always_run=True`` opts out of serving: the tool runs on every call
     (its calls are still recorded, so a resumed attempt sees them, and it
-    still gets an idempotency key).
+    still gets an idempotency key). ``needs_approval=True`` makes each call
+    wait for a person's approval first (the agent adapters pause the run;
+    see docs/approvals.md).
     """
     if function is None:
-        return lambda f: durable_tool(f, always_run=always_run)
+        return lambda f: durable_tool(f, always_run=always_run, needs_approval=needs_approval)
     name = function.__name__
     signature = inspect.signature(function)
 
@@ -120,6 +123,7 @@ def durable_tool(function: F | None = None, *, always_run: bool = False) -> F | 
 
         wrapper = sync_wrapper
     wrapper.always_run = always_run
+    wrapper.needs_approval = needs_approval
     return wrapper
 
 

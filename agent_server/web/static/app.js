@@ -108,16 +108,26 @@
     return true;
   }
 
-  /** The call an output answers: in this attempt or, when a run resumed at its step, an earlier one. */
+  /** The call an output answers: in this attempt or, when a run resumed at its step, an earlier one;
+   * else in an earlier turn (a call that waited for approval, answered by a later turn). */
   function findOpenCall(turn, callId) {
-    for (let index = turn.attempts.length - 1; index >= 0; index--) {
-      const call = turn.attempts[index].items.find((i) => i.type === "call" && i.callId === callId && i.output === null);
-      if (call) return call;
+    const turns = viewed ? viewed.turns : chat.turns;
+    const before = turns.includes(turn) ? turns.slice(0, turns.indexOf(turn)).reverse() : [];
+    for (const candidate of [turn, ...before]) {
+      if (candidate.role !== "assistant") continue;
+      for (let index = candidate.attempts.length - 1; index >= 0; index--) {
+        const call = candidate.attempts[index].items.find((i) => i.type === "call" && i.callId === callId && i.output === null);
+        if (call) {
+          if (candidate !== turn) changed(candidate);
+          return call;
+        }
+      }
     }
     return null;
   }
 
   function addItem(turn, attempt, item) {
+    if (item.type === "mcp_approval_request") return addApprovalRequest(attempt, item);
     if (item.type === "message") {
       const message = openMessage(attempt, item.id);
       message.text = messageText(item); // the finished item is authoritative
@@ -208,11 +218,17 @@
   }
 
   async function send(text) {
-    hideError();
-    const body = { input: text, background: true, stream: true };
+    const body = { input: text };
     // Multi-turn: the conversation continues from the last completed answer.
     const previous = lastCompletedId();
     if (previous) body.previous_response_id = previous;
+    return sendTurn(text, body);
+  }
+
+  /** Post one turn (shown as the user's ``text``) as background + stream, and follow its answer. */
+  async function sendTurn(text, body) {
+    hideError();
+    body = { ...body, background: true, stream: true };
     const turn = newAssistantTurn();
     chat.turns.push({ role: "user", text }, turn);
     saveChat();
@@ -235,6 +251,7 @@
     }
     refreshRuns();
     await follow(turn, response, controller);
+    refreshApprovals(); // a message declines what its conversation still waited on
   }
 
   function failedToSend(turn, text, message) {
@@ -386,7 +403,13 @@
       }
       const box = elt("div", attempt.interrupted ? "attempt interrupted" : "attempt");
       if (attempt.interrupted) box.append(elt("div", "attempt-label", [`Attempt ${attempt.number}, interrupted:`]));
-      for (const item of attempt.items) box.append(item.type === "call" ? callNode(item, last) : messageNode(item));
+      // A call without output in a finished turn never ran (or waits for an approval below).
+      const live = last && !TERMINAL.has(turn.status);
+      const idle = approvalsOf(turn).length ? "waits for approval" : "interrupted";
+      for (const item of attempt.items) {
+        box.append(item.type === "call" ? callNode(item, live, idle)
+          : item.type === "approval" ? approvalNode(turn, item) : messageNode(item));
+      }
       if (last && !TERMINAL.has(turn.status) && !attempt.items.some((i) => i.type === "message" && !i.done)) {
         box.append(elt("div", "thinking", [turn.status === "queued" ? "Queued…" : "Working…"]));
       }
@@ -409,7 +432,7 @@
     return node;
   }
 
-  function callNode(call, live) {
+  function callNode(call, live, idle = "interrupted") {
     const running = call.output === null;
     const details = elt("div", running ? "tool running" : "tool");
     const args = call.args && typeof call.args === "object"
@@ -417,7 +440,7 @@
       : (call.args || "");
     const summary = elt("div", "tool-head", [elt("span", "tool-name", [call.name]), elt("span", "tool-args", [`(${args})`])]);
     if (running) {
-      summary.append(elt("span", "tool-state", [live ? progressText(call) : "interrupted"]));
+      summary.append(elt("span", "tool-state", [live ? progressText(call) : idle]));
       if (live) details.append(progressBar(call));
     } else {
       summary.append(elt("span", "tool-state done", ["done"]));
@@ -477,6 +500,85 @@
       }
     }
   }, 1000);
+
+  // ----- approvals -------------------------------------------------------------------
+
+  function addApprovalRequest(attempt, item) {
+    if (attempt.items.some((i) => i.type === "approval" && i.requestId === item.id)) return;
+    let args = item.arguments;
+    try { args = JSON.parse(item.arguments); } catch (_) { /* shown as sent */ }
+    attempt.items.push({ type: "approval", requestId: item.id, name: item.name, args, server: item.server_label,
+                         status: "pending", reason: null });
+  }
+
+  function approvalsOf(turn) {
+    return turn.attempts.flatMap((a) => a.items.filter((i) => i.type === "approval"));
+  }
+
+  const APPROVAL_STATES = {
+    pending: "waits for your approval", approved: "approved", rejected: "rejected",
+    declined: "declined (the conversation moved on)", expired: "expired: it can no longer be answered",
+  };
+
+  function approvalNode(turn, item) {
+    const box = elt("div", `approval ${item.status}`);
+    box.dataset.requestId = item.requestId;
+    const args = item.args && typeof item.args === "object"
+      ? Object.entries(item.args).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ")
+      : (item.args || "");
+    box.append(elt("div", "tool-head", [elt("span", "tool-name", [item.name]),
+                                        elt("span", "approval-state", [APPROVAL_STATES[item.status] || item.status])]));
+    box.append(elt("pre", "approval-args", [args]));
+    if (item.server && item.server !== "agent") box.append(elt("div", "muted small", [`from ${item.server}`]));
+    if (item.status === "rejected" && item.reason) box.append(elt("div", "muted small", [`Reason: ${item.reason}`]));
+    if (item.status === "pending" && !viewed && turn.status === "completed") {
+      const reason = elt("input", "approval-reason");
+      reason.placeholder = "Reason (optional)";
+      reason.setAttribute("aria-label", "Reason");
+      // Kept on the item: the turn may be drawn again while the reason is typed.
+      reason.value = item.draft || "";
+      reason.addEventListener("input", () => { item.draft = reason.value; });
+      const approve = button("Approve", () => answerApproval(turn, item, true, reason.value.trim()));
+      approve.className = "primary";
+      const reject = button("Reject", () => answerApproval(turn, item, false, reason.value.trim()));
+      box.append(elt("div", "approval-actions", [approve, reject, reason]));
+    }
+    return box;
+  }
+
+  /** Answer one request: a new turn continuing the response that asked; then where it stands. */
+  async function answerApproval(turn, item, approve, reason) {
+    if (activeTurn()) return showError("Wait for the current answer to finish, then answer the request.");
+    const answer = { type: "mcp_approval_response", approval_request_id: item.requestId, approve };
+    if (reason) answer.reason = reason;
+    item.reason = reason || null;
+    const said = `${approve ? "Approved" : "Rejected"} ${item.name}${reason ? `: ${reason}` : ""}`;
+    await sendTurn(said, { input: [answer], previous_response_id: turn.responseId });
+    await refreshApprovals(turn);
+  }
+
+  /** Where the chat's requests stand on the server (answered here or elsewhere, declined, expired):
+   * those still pending here, and every one of ``also``. */
+  async function refreshApprovals(also) {
+    for (const turn of chat.turns) {
+      if (turn.role !== "assistant" || !turn.responseId) continue;
+      if (turn !== also && !approvalsOf(turn).some((i) => i.status === "pending")) continue;
+      try {
+        const response = await fetch(`responses/${turn.responseId}`);
+        if (!response.ok) continue;
+        const states = (await response.json()).approval_requests || [];
+        let moved = false;
+        for (const item of approvalsOf(turn)) {
+          const state = states.find((s) => s.id === item.requestId);
+          if (state && state.status !== item.status) {
+            item.status = state.status;
+            moved = true;
+          }
+        }
+        if (moved) changed(turn);
+      } catch (_) { /* the next refresh tries again */ }
+    }
+  }
 
   // ----- composer ------------------------------------------------------------------
 
@@ -538,7 +640,8 @@
   async function fetchRuns(after) {
     const params = new URLSearchParams({ limit: String(after ? RUNS_PAGE : Math.max(RUNS_PAGE, Math.min(runs.length, 100))) });
     const status = $("status-filter").value;
-    if (status) params.set("status", status);
+    if (status === "waiting") params.set("waiting", "approval");
+    else if (status) params.set("status", status);
     if (after) params.set("after", after);
     const response = await fetch(`responses?${params}`);
     if (!response.ok) throw await httpError(response);
@@ -625,6 +728,7 @@
       elt("span", "run-duration", [formatDuration(runDuration(run))]),
       elt("span", "run-attempt", [`attempt ${run.attempt_number}`]),
     ]);
+    if (run.pending_approvals) meta.prepend(elt("span", "badge waiting", ["waits for you"]));
     const actions = elt("div", "run-actions");
     actions.append(button("Open", () => openRun(run)));
     if (running) actions.append(button("Cancel", () => runAction(run, "cancel")));
@@ -718,6 +822,7 @@
     }
     checkHealth();
     refreshRuns();
+    refreshApprovals();
     setInterval(() => { if (!document.hidden) refreshRuns(); }, RUNS_REFRESH_MS);
     setInterval(() => { if (!document.hidden) tickDurations(); }, 1000);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshRuns(); });

@@ -10,6 +10,8 @@ Both SDK adapters translate their messages into :class:`Turn` objects, ask
 - asked about the time (and ``get_current_time`` is available): call it;
 - asked to research something (and ``research`` is available): call it, with
   the topic and the seconds from the request ("research tides for 5 seconds");
+- asked to email someone ("Email ada@example.com about the launch", and
+  ``send_email`` is available): call it, with that address and topic;
 - a ``[RECOVERY]`` message (the server resumed the run after a crash): start
   over from the user's last request before it, as a naive model would. The
   tools it calls again that had finished are served from the server's record
@@ -46,9 +48,11 @@ _ASK_BEFORE = re.compile(r"\bwhat did i (?:just )?(?:say|write|ask)\b|\bmy (?:pr
 _REMEMBER = re.compile(r"^\W*(?:please\s+)?remember(?:\s+that)?\b[\s:,]*(?P<fact>\S.*)", re.IGNORECASE | re.DOTALL)
 _RECALL = re.compile(r"\bwhat(?:'s|\s+is|\s+are|\s+was|\s+were)\s+my\b|\bdo you (?:still )?remember\b"
                      r"|(?P<everything>\bwhat do you (?:know|remember) about me\b)", re.IGNORECASE)
+_EMAIL = re.compile(r"\b(?:e-?mail|write to)\s+(?P<to>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)(?:\s+about\s+(?P<topic>[^.!?\n]+))?",
+                    re.IGNORECASE)
 _TIME = re.compile(r"\b(time|clock|what day|date today|today's date)\b", re.IGNORECASE)
 #: The tools of ``agents/tools.py`` the rules know by name (the fallback lists only the others).
-_BUILT_IN_TOOLS = ("get_current_time", "research", "save_memory", "search_memories", "delete_memory")
+_BUILT_IN_TOOLS = ("get_current_time", "research", "send_email", "save_memory", "search_memories", "delete_memory")
 #: How the server's resumed-attempt message starts (agent_server/long_running/runs/recovery.py).
 RECOVERY_PREFIX = "[RECOVERY]"
 
@@ -97,6 +101,11 @@ def plan_reply(turns: list[Turn], tool_names: list[str]) -> Plan:
         fact = _REMEMBER.match(text)
         if fact and "save_memory" in tool_names:  # before the rules below: a fact may mention research or time
             return ToolCall("save_memory", {"text": fact["fact"].strip().rstrip(".!")})
+        email = _EMAIL.search(text)
+        if email and "send_email" in tool_names:
+            topic = (email["topic"] or "your message").strip()
+            return ToolCall("send_email", {"to": email["to"], "subject": topic[:1].upper() + topic[1:],
+                                           "body": f"Hello, a note about {topic}."})
         research = _RESEARCH.search(text)
         if research and "research" in tool_names:
             return ToolCall("research", _research_arguments(research["topic"]))
@@ -167,6 +176,10 @@ def _answer_from_tool(turn: Turn) -> str:
         return f"I will remember that in our future conversations too. ({turn.text})"
     if turn.tool_name == "search_memories":
         return f"Here is what I remember from our earlier conversations: {turn.text}"
+    if turn.tool_name == "send_email":
+        if turn.text.startswith("This call was not made"):
+            return f"I did not send the email. {turn.text}"
+        return f"Done: {turn.text}"
     return f"The {turn.tool_name or 'tool'} tool returned: {turn.text}"
 
 
@@ -177,6 +190,8 @@ def _fallback(text: str, tool_names: list[str]) -> str:
         examples.append('"What time is it?"')
     if "research" in tool_names:
         examples.append('"Research tide pools for 5 seconds"')
+    if "send_email" in tool_names:
+        examples.append('"Email ada@example.com about the launch"')
     if "save_memory" in tool_names:
         examples.append('"Remember that my favourite colour is teal"')
     if others := [name for name in tool_names if name not in _BUILT_IN_TOOLS]:

@@ -274,20 +274,30 @@ WHERE status IN ('completed', 'failed', 'cancelled', 'incomplete')
   AND updated_at < now() - make_interval(secs => %(retention_seconds)s);
 
 -- name: list_responses
--- One owner's responses, newest first, after the cursor response (keyset paging), optionally of one status; no output, only a preview of the last input.
+-- One owner's responses, newest first, after the cursor response (keyset paging), optionally of one status or only those waiting for an approval; no output, only a preview of the last input and how many approvals it waits for.
 SELECT r.response_id, r.status, r.attempt_number, r.model, r.error, r.incomplete_details, r.trace_id,
        r.created_at, r.started_at,
        CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'incomplete') THEN r.updated_at END AS completed_at,
        extract(epoch FROM (CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'incomplete')
                                 THEN r.updated_at ELSE now() END)
                           - coalesce(r.started_at, r.created_at))::float8 AS duration_seconds,
-       CASE jsonb_typeof(r.request #> '{{input,-1,content}}')
-           WHEN 'string' THEN left(r.request #>> '{{input,-1,content}}', 200)
-           WHEN 'array' THEN left(r.request #>> '{{input,-1,content,0,text}}', 200)
-       END AS input_preview
+       CASE WHEN r.request #>> '{{input,-1,type}}' = 'mcp_approval_response'
+                THEN CASE WHEN r.request #>> '{{input,-1,approve}}' = 'true' THEN 'Approved a tool call'
+                          ELSE 'Rejected a tool call' END
+           ELSE CASE jsonb_typeof(r.request #> '{{input,-1,content}}')
+                    WHEN 'string' THEN left(r.request #>> '{{input,-1,content}}', 200)
+                    WHEN 'array' THEN left(r.request #>> '{{input,-1,content,0,text}}', 200)
+                END
+       END AS input_preview,
+       (SELECT count(*) FROM {schema}.approvals AS a
+        WHERE a.response_id = r.response_id AND a.status = 'pending' AND a.expires_at > now())::int
+           AS pending_approvals
 FROM {schema}.responses AS r
 WHERE r.owner = %(owner)s
   AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (NOT %(waiting)s OR EXISTS (SELECT 1 FROM {schema}.approvals AS a
+                                  WHERE a.response_id = r.response_id AND a.status = 'pending'
+                                    AND a.expires_at > now()))
   AND (%(after)s::text IS NULL OR (r.created_at, r.response_id) < (
         SELECT c.created_at, c.response_id FROM {schema}.responses AS c
         WHERE c.response_id = %(after)s::text AND c.owner = %(owner)s))
@@ -338,19 +348,21 @@ SELECT to_regclass(format('%%I.checkpoints', %(schema)s::text)) IS NOT NULL
    AND to_regclass(format('%%I.checkpoint_writes', %(schema)s::text)) IS NOT NULL AS present;
 
 -- name: delete_ended_checkpoints
--- Retention: the LangGraph checkpoints of every thread (one per response) whose response has ended or is gone; only an unfinished run resumes from them.
-WITH blobs AS (
-    DELETE FROM {schema}.checkpoint_blobs AS t
-    WHERE NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
-                      WHERE r.response_id = t.thread_id AND r.status IN ('queued', 'in_progress'))
+-- Retention: the LangGraph checkpoints of every thread no run needs any more: not an unfinished response's (the thread is its id), not one a pending approval resumes, not one an unfinished answer to an approval continues.
+WITH live AS (
+    SELECT response_id AS thread_id FROM {schema}.responses WHERE status IN ('queued', 'in_progress')
+    UNION
+    SELECT a.thread_id FROM {schema}.approvals AS a
+    WHERE a.thread_id IS NOT NULL
+      AND ((a.status = 'pending' AND a.expires_at > now())
+           OR EXISTS (SELECT 1 FROM {schema}.responses AS r
+                      WHERE r.response_id = a.answered_by AND r.status IN ('queued', 'in_progress')))
+), blobs AS (
+    DELETE FROM {schema}.checkpoint_blobs AS t WHERE t.thread_id NOT IN (SELECT thread_id FROM live)
 ), writes AS (
-    DELETE FROM {schema}.checkpoint_writes AS t
-    WHERE NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
-                      WHERE r.response_id = t.thread_id AND r.status IN ('queued', 'in_progress'))
+    DELETE FROM {schema}.checkpoint_writes AS t WHERE t.thread_id NOT IN (SELECT thread_id FROM live)
 )
-DELETE FROM {schema}.checkpoints AS t
-WHERE NOT EXISTS (SELECT 1 FROM {schema}.responses AS r
-                  WHERE r.response_id = t.thread_id AND r.status IN ('queued', 'in_progress'));
+DELETE FROM {schema}.checkpoints AS t WHERE t.thread_id NOT IN (SELECT thread_id FROM live);
 
 -- name: lock_setup
 -- Serialise a one-time setup across workers (the LangGraph checkpointer's own migrations): a session lock, held on one connection while the setup runs on others (its CREATE INDEX CONCURRENTLY cannot run in a transaction).
@@ -359,6 +371,56 @@ SELECT pg_advisory_lock(hashtext('agent_server_setup:' || %(name)s || ':' || %(s
 -- name: unlock_setup
 -- Release lock_setup's lock.
 SELECT pg_advisory_unlock(hashtext('agent_server_setup:' || %(name)s || ':' || %(schema)s));
+
+-- ----- Approvals: a paused run waits for a person ------------------------------
+
+-- name: ask_approval
+-- Record one tool call that waits for approval (its run's response then completes); asking again for the same request id (a resumed attempt) keeps the first; nothing if the response is gone.
+INSERT INTO {schema}.approvals (request_id, response_id, owner, name, arguments, server_label, call_id, state,
+                                thread_id, expires_at)
+SELECT %(request_id)s, r.response_id, r.owner, %(name)s, %(arguments)s, %(server_label)s, %(call_id)s, %(state)s,
+       %(thread_id)s, now() + make_interval(secs => %(timeout_seconds)s)
+FROM {schema}.responses AS r
+WHERE r.response_id = %(response_id)s
+ON CONFLICT (request_id) DO NOTHING;
+
+-- name: answer_approval
+-- Answer one pending, unexpired request of the response that asked, for its owner; nothing if it is not (approval_of says why).
+UPDATE {schema}.approvals
+SET status = CASE WHEN %(approve)s THEN 'approved' ELSE 'rejected' END, reason = %(reason)s,
+    answered_by = %(answered_by)s, answered_at = now()
+WHERE request_id = %(request_id)s AND response_id = %(asked_by)s AND owner = %(owner)s
+  AND status = 'pending' AND expires_at > now()
+RETURNING request_id;
+
+-- name: approval_of
+-- One of the owner's requests, to say why an answer was refused.
+SELECT request_id, response_id, status, expires_at <= now() AS expired FROM {schema}.approvals
+WHERE request_id = %(request_id)s AND owner = %(owner)s;
+
+-- name: decline_pending_approvals
+-- A new turn declines the requests its conversation's earlier responses, and the response it continues, still wait on (the conversation moved on); run in the turn's transaction, after its own answers.
+UPDATE {schema}.approvals AS a
+SET status = 'declined', answered_by = %(answered_by)s, answered_at = now()
+FROM {schema}.responses AS r
+WHERE r.response_id = a.response_id
+  AND (r.conversation_id = %(conversation_id)s OR r.response_id = %(asked_by)s::text)
+  AND a.status = 'pending' AND a.expires_at > now();
+
+-- name: answered_approvals
+-- The requests a response answered or declined, oldest first: what its run resumes with.
+SELECT request_id, response_id, name, arguments, server_label, call_id, state, thread_id, status, reason
+FROM {schema}.approvals
+WHERE answered_by = %(response_id)s
+ORDER BY created_at, request_id;
+
+-- name: response_approvals
+-- The requests a response asked, with where each stands now (expired: pending past its time).
+SELECT request_id, CASE WHEN status = 'pending' AND expires_at <= now() THEN 'expired' ELSE status END AS status,
+       expires_at, answered_by
+FROM {schema}.approvals
+WHERE response_id = %(response_id)s
+ORDER BY created_at, request_id;
 
 -- ----- Conversations -------------------------------------------------------
 
