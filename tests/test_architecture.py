@@ -15,7 +15,7 @@ ENGINE = "agent_server.long_running"
 # sub-package and anything below it; the leaves (settings, errors, ids) import no engine module.
 LAYERS = ["server", "http", "process", "runs", "conversations", "memory", "events", "tools", "journal",
           "webhooks", "storage"]
-LEAVES = {"settings", "errors", "ids"}
+LEAVES = {"settings", "errors", "ids", "context"}
 
 
 def _modules() -> list[Path]:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from ..context import bound
 from ..storage.store import Store
 from .approvals import AttemptApprovals
 from .model_calls import ModelCallJournal
@@ -74,14 +75,9 @@ def current_steps() -> AttemptSteps | None:
     return _STEPS.get()
 
 
-@contextlib.contextmanager
-def attempt_steps(steps: AttemptSteps | None) -> Iterator[None]:
+def attempt_steps(steps: AttemptSteps | None) -> contextlib.AbstractContextManager:
     """Make ``steps`` the current attempt's for the code run inside (the engine's handler run)."""
-    token = _STEPS.set(steps)
-    try:
-        yield
-    finally:
-        _STEPS.reset(token)
+    return bound(_STEPS, steps)
 
 
 class StoreCheckpointDatabase:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..context import bound
 from ..storage.models import MemoryRow
 from .book import SEARCH_LIMIT, MemoryBook
 
@@ -91,14 +92,9 @@ class MemoryGate:
 _ATTEMPT: contextvars.ContextVar[OwnMemory | str | None] = contextvars.ContextVar("attempt_memory", default=None)
 
 
-@contextlib.contextmanager
-def attempt_memory(memory: OwnMemory | str) -> Iterator[None]:
+def attempt_memory(memory: OwnMemory | str) -> contextlib.AbstractContextManager:
     """Make ``memory`` (or the reason there is none) current for the code run inside."""
-    token = _ATTEMPT.set(memory)
-    try:
-        yield
-    finally:
-        _ATTEMPT.reset(token)
+    return bound(_ATTEMPT, memory)
 
 
 def current_memory() -> OwnMemory:

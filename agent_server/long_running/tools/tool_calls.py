@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
+from ..context import bound
 from ..storage.models import RecordedToolCall
 
 logger = logging.getLogger(__name__)
@@ -106,24 +107,14 @@ def current_attempt() -> AttemptToolCalls | None:
     return _ATTEMPT.get()
 
 
-@contextlib.contextmanager
-def attempt_tool_calls(calls: AttemptToolCalls) -> Iterator[AttemptToolCalls]:
+def attempt_tool_calls(calls: AttemptToolCalls) -> contextlib.AbstractContextManager[AttemptToolCalls]:
     """Make ``calls`` the current attempt's for the code run inside (the engine's handler run)."""
-    token = _ATTEMPT.set(calls)
-    try:
-        yield calls
-    finally:
-        _ATTEMPT.reset(token)
+    return bound(_ATTEMPT, calls)
 
 
-@contextlib.contextmanager
-def sdk_call_id(call_id: str | None) -> Iterator[None]:
+def sdk_call_id(call_id: str | None) -> contextlib.AbstractContextManager:
     """The SDK's id of the tool call running inside (set by each SDK's tool adapter)."""
-    token = _SDK_CALL_ID.set(call_id)
-    try:
-        yield
-    finally:
-        _SDK_CALL_ID.reset(token)
+    return bound(_SDK_CALL_ID, call_id)
 
 
 def current_sdk_call_id() -> str | None:
