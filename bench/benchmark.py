@@ -69,10 +69,11 @@ import httpx
 import psutil
 import psycopg
 
-from bench import compare, slow_readers, tool_calls, warm_up
+from bench import compare, side_by_side, slow_readers, tool_calls, warm_up
 from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench import recovery
-from bench.measure import pct, sse_frames, summary_ms
+from bench.measure import (ACCEPT_WARM_UP, pct, request_body, sse_frames, summary_ms, time_accepts,
+                           tree_cpu_seconds)
 from bench.memory import bench_large_input
 from harness.synthetic_agent import TEXT_PREFIX
 from harness.webhook_receiver import WebhookReceiver
@@ -81,7 +82,8 @@ from scripts.server_process import ServerProcess
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ("accept", "burst", "first_event", "live", "throughput", "scale", "across_workers", "resume", *recovery.FIGURES,
-           warm_up.FIGURE, tool_calls.FIGURE, "conversation", "large_input", slow_readers.FIGURE)
+           warm_up.FIGURE, tool_calls.FIGURE, "conversation", "large_input", slow_readers.FIGURE,
+           side_by_side.FIGURE)
 
 #: name -> (what, target text, check(figures) -> bool | None)
 TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
@@ -98,6 +100,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
     **recovery.TARGETS,
     warm_up.FIGURE: warm_up.TARGET,
     slow_readers.FIGURE: slow_readers.TARGET,
+    side_by_side.FIGURE: side_by_side.TARGET,
     tool_calls.FIGURE: tool_calls.TARGET,
     "conversation": CONVERSATION_TARGET,  # bench/conversation.py
     "large_input": ("4 x 10 MB inputs at once: peak RSS", "< 1 GiB", lambda f: f["four_runs_peak_rss_mib"] < 1024),
@@ -105,13 +108,6 @@ TARGETS: dict[str, tuple[str, str, Callable[[dict], bool | None]]] = {
 
 
 # ----- helpers ------------------------------------------------------------------
-
-
-def request_body(deltas: int, pause: float = 0.0, start_delay: float = 0.0, start_at: float = 0.0,
-                 **flags) -> dict[str, Any]:
-    return {"input": [{"role": "user", "content": "bench"}],
-            "custom_inputs": {"deltas": deltas, "pause": pause, "start_delay": start_delay, "start_at": start_at},
-            **flags}
 
 
 def delta_text(i: int) -> str:
@@ -150,22 +146,6 @@ def check_log(frames: list[dict], deltas: int, response_id: str | None = None) -
     if body[-1]["response"]["output"][0]["content"][0]["text"] != "".join(map(delta_text, range(deltas))):
         return "final output text differs"
     return None
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its live descendants."""
-    total = 0.0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    for p in procs:
-        try:
-            total += sum(p.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
 
 
 class CpuMeter:
@@ -335,29 +315,8 @@ def pinned_client(base_url: str, avoid: set[str] = frozenset(), want: set[str] |
 ACCEPT_PACE_SECONDS = 0.01
 
 
-ACCEPT_WARM_UP = 20
-
 #: The webhook secret of ``--webhooks`` (32 bytes, base64): the receiver only counts deliveries.
 BENCH_WEBHOOK_SECRET = "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="
-
-
-def time_accepts(base_url: str, n: int, pause: float, warm_up: int = ACCEPT_WARM_UP) -> dict[str, Any]:
-    """``n`` sequential ``POST /responses {background: true}`` on one keep-alive
-    connection, ``pause`` seconds apart; time until the JSON with the id is parsed.
-    The first ``warm_up`` are not counted (psycopg prepares a statement on its 6th use)."""
-    times = []
-    with httpx.Client(base_url=base_url, timeout=30.0) as client:
-        for i in range(warm_up + n):
-            t0 = time.perf_counter()
-            response = client.post("/responses", json=request_body(1, background=True))
-            rid = response.json()["id"]
-            elapsed = time.perf_counter() - t0
-            assert rid.startswith("resp_"), response.text
-            if i >= warm_up:
-                times.append(elapsed)
-            if pause:
-                time.sleep(pause)
-    return summary_ms(times)
 
 
 def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
@@ -717,6 +676,8 @@ def table(figures: dict[str, dict]) -> str:
             return warm_up.measured(f)
         if name == slow_readers.FIGURE:
             return slow_readers.measured(f)
+        if name == side_by_side.FIGURE:
+            return side_by_side.measured(f)
         if name in recovery.FIGURES:
             return recovery.measured(name, f)
         if name == "large_input":
@@ -808,6 +769,14 @@ def main(argv: list[str] | None = None) -> int:
                 figures[warm_up.FIGURE] = {"error": f"{type(exc).__name__}: {exc}"}
             finally:
                 server.stop()
+        if side_by_side.FIGURE in selected:
+            print(f"[bench] {side_by_side.FIGURE} ...", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
+            try:
+                figures[side_by_side.FIGURE] = side_by_side.run(ctx)
+            except Exception as exc:  # report and go on
+                figures[side_by_side.FIGURE] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"[bench] {side_by_side.FIGURE} done in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
         ctx.pg.conn.close()
     finally:
         if receiver is not None:

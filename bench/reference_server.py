@@ -10,18 +10,23 @@ rest of the reference runs unchanged. Its tables live in its fixed schema
 ``agent_server``::
 
     REFERENCE_DATABASE_URL=postgresql://... python -m bench.reference_server --port 8123
+
+``REFERENCE_AGENT_MODULE`` names the module that registers the handlers
+(default ``harness.synthetic_agent``; ``agent_server.agents.openai_agent`` runs
+the template's own OpenAI Agents agent, which brings this project's engine
+modules along as its import's cost).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 
 import mlflow
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import harness.synthetic_agent  # noqa: F401  (registers the handlers)
 from databricks_ai_bridge.long_running import LongRunningAgentServer
 from databricks_ai_bridge.long_running import db as reference_db
 
@@ -40,9 +45,10 @@ class LocalEngine:
                                           pool_pre_ping=pool_pre_ping)
 
 
+importlib.import_module(os.environ.get("REFERENCE_AGENT_MODULE", "harness.synthetic_agent"))  # registers the handlers
 reference_db.AsyncLakebaseSQLAlchemy = LocalEngine
 # The reference turns background mode on only when a Lakebase instance is named.
-os.environ.setdefault("LAKEBASE_INSTANCE_NAME", "local")
+os.environ["LAKEBASE_INSTANCE_NAME"] = os.environ.get("LAKEBASE_INSTANCE_NAME") or "local"
 
 server = LongRunningAgentServer("ResponsesAgent", db_instance_name="local")
 app = server.app

@@ -37,8 +37,9 @@ CLOCK = re.compile(r"get_current_time \(idempotency key (?P<key>\S+)\): (?P<now>
 Rows = Callable[[str, tuple], list[tuple]]
 
 
-def agent_process(variant: str, log_dir: Path, env: dict[str, str]) -> ServerProcess:
-    """``start-server --agent <variant>``, isolated from a developer's ``.env``, Lakebase and MLflow settings."""
+def agent_command(variant: str, log_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``start-server --agent <variant>``, isolated from a developer's
+    ``.env``, Lakebase and MLflow settings."""
     isolated = {
         "AGENT_SERVER_ENV_FILE": "", "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
         "MLFLOW_TRACKING_URI": f"sqlite:///{log_dir}/mlflow.db", "MLFLOW_EXPERIMENT_ID": "",
@@ -49,6 +50,11 @@ def agent_process(variant: str, log_dir: Path, env: dict[str, str]) -> ServerPro
         "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.25",
     }
     argv = [sys.executable, "-c", "from agent_server.start_server import main; main()", "--agent", variant]
+    return argv, isolated
+
+
+def agent_process(variant: str, log_dir: Path, env: dict[str, str]) -> ServerProcess:
+    argv, isolated = agent_command(variant, log_dir)
     return ServerProcess(argv, env={**isolated, **env}, log_path=log_dir / "server.log")
 
 

@@ -120,3 +120,43 @@ def test_while_the_agent_imports_stored_responses_are_served_and_new_runs_wait(p
             == "delta-0 delta-1 "
         assert proc.health()["agent"] == "ready"
         assert client.get(f"/responses/{dropped['id']}").json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("variant", sorted(FRAMEWORKS))
+def test_runs_started_while_tracing_warms_up_leave_no_trace_and_later_runs_one_each(variant, pg_url, tmp_path,
+                                                                                    spawns):
+    """The engine opens no span for a run that starts before MLflow's tracing is warm, and the
+    agent SDK's autologging stays quiet for it too (its first span would build the tracer inside
+    the event loop). So the traces in the store are exactly those of the runs marked traced."""
+    import mlflow
+    import psycopg
+
+    schema = f"fast_{uuid.uuid4().hex[:8]}"
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    server = agent_server_process(variant, tmp_path, {
+        "DATABASE_URL": pg_url, "AGENT_SERVER_DB_SCHEMA": schema, "MLFLOW_TRACKING_URI": tracking_uri,
+        "LLM_ENDPOINT_NAME": "", "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0", "AGENT_FRAMEWORK": "",
+    })
+    answers = []
+    with server as proc, openai.OpenAI(base_url=proc.base_url, api_key="unused", timeout=120,
+                                       max_retries=0) as client:
+        while proc.health()["agent"] != "ready":
+            time.sleep(0.02)
+        answers.append(client.responses.create(model="agent", input="hello"))  # most likely still warming up
+        while proc.health()["tracing"] != "ready":
+            time.sleep(0.05)
+        answers += [client.responses.create(model="agent", input="hello") for _ in range(2)]
+        assert all(a.status == "completed" and "offline demo model" in a.output_text for a in answers)
+        with psycopg.connect(pg_url) as conn:
+            traced = {row[0] for row in conn.execute(
+                f"SELECT trace_id FROM {schema}.responses WHERE response_id = ANY(%s) AND trace_id IS NOT NULL",
+                ([a.id for a in answers],))}
+        assert len(traced) >= 2  # the runs after the warm-up
+        store = mlflow.MlflowClient(tracking_uri)
+        stored: set[str] = set()
+        for _ in range(300):  # MLflow exports traces in a thread of its own
+            stored = {t.info.trace_id for t in store.search_traces(locations=["0"], max_results=100)}
+            if stored >= traced:
+                break
+            time.sleep(0.1)
+    assert stored == traced

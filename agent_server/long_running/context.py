@@ -18,3 +18,16 @@ def bound(variable: contextvars.ContextVar[T], value: T) -> Iterator[T]:
         yield value
     finally:
         variable.reset(token)
+
+
+#: Whether the engine traces the attempt running in this context (runs that start while MLflow's
+#: tracing still warms up are not traced); an agent SDK with a tracing switch of its own reads it.
+_TRACED: contextvars.ContextVar[bool] = contextvars.ContextVar("agent_server_attempt_traced", default=True)
+
+
+def traced_attempt(traced: bool) -> contextlib.AbstractContextManager[bool]:
+    return bound(_TRACED, traced)
+
+
+def attempt_is_traced() -> bool:
+    return _TRACED.get()

@@ -129,7 +129,7 @@ class LongRunningAgentServer:
         self._shutdown.install(engines.begin_shutdown)
         connector = asyncio.create_task(engines.connect_until_ready(), name="db-connect")
         self._runtime.start()
-        self._tracing.start(after=self._runtime.mlflow)
+        self._tracing.start(self._runtime.mlflow, self._runtime.agent)
         # Wait for the first attempt, so a healthy server accepts background work at once.
         await engines.wait_first_attempt(timeout=30)
         try:

@@ -30,6 +30,7 @@ from agents import Agent, Model, RunConfig, Runner
 from agents.models.multi_provider import MultiProvider
 from agents.result import RunResultStreaming
 
+from agent_server.long_running.context import attempt_is_traced
 from agent_server.long_running.journal.steps import current_steps
 
 from ..common.request_input import input_items
@@ -79,8 +80,11 @@ def durable_agent(agent: Agent, rules: ToolRules = ToolRules(), _made: dict[int,
 
 def _run_config(run_config: RunConfig | None) -> RunConfig:
     config = run_config or RunConfig()
+    # An attempt the engine does not trace (MLflow's tracing still warming up) must not build
+    # MLflow's tracer through the SDK's trace processor either: that would block the event loop.
     return dataclasses.replace(config, model_provider=JournalingModelProvider(config.model_provider
-                                                                              or MultiProvider()))
+                                                                              or MultiProvider()),
+                               tracing_disabled=config.tracing_disabled or not attempt_is_traced())
 
 
 def run_streamed(agent: Agent, input: Any, *, always_run: Collection[str] = (), needs_approval: Collection[str] = (),

@@ -2,16 +2,21 @@
 
 MLflow builds its tracking store and tracer provider on the first span, which
 takes seconds and would block the event loop inside the first run. It is done
-once in a thread after start-up (after MLflow itself is imported, see
-agent_runtime.py); runs that start before it has finished run untraced rather
-than wait (``TracingWarmUp.ready``).
+once in a thread after start-up, once the agent is imported (see
+agent_runtime.py), so it does not slow the import a resumed run waits for.
+Runs that start before it has finished run untraced rather than wait
+(``TracingWarmUp.ready``): the engine opens no span for them, and MLflow's
+autologging (``mlflow.openai.autolog()`` in the agent) is paused from MLflow's
+import until the warm-up ends, since its first span would otherwise build the
+tracer inside the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from .switch_interval import short_switch_interval
@@ -27,12 +32,15 @@ class TracingWarmUp:
         self._warming = False  # the thread has started: it cannot be interrupted
         self._untraced_logged = False
 
-    def start(self, after: Callable[[], Awaitable[Any]]) -> None:
-        """Warm up once ``after()`` (MLflow's import) is done."""
+    def start(self, mlflow_imported: Callable[[], Awaitable[Any]],
+              agent_imported: Callable[[], Awaitable[Any]]) -> None:
+        """Pause autologging once MLflow is imported; warm up once the agent is."""
         async def warm_up() -> None:
-            await after()
-            self._warming = True
-            await asyncio.to_thread(warm_up_tracing)
+            await mlflow_imported()
+            with _autologging_paused():
+                await agent_imported()
+                self._warming = True
+                await asyncio.to_thread(warm_up_tracing)
 
         self._warming = False
         self._task = asyncio.create_task(warm_up(), name="tracing-warm-up")
@@ -53,6 +61,16 @@ class TracingWarmUp:
             if not self._warming:
                 self._task.cancel()  # still waiting for MLflow: nothing to warm up for any more
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+@contextmanager
+def _autologging_paused() -> Iterator[None]:
+    try:
+        from mlflow.utils.autologging_utils import disable_autologging
+    except ImportError:  # pragma: no cover - depends on the MLflow version
+        disable_autologging = nullcontext
+    with disable_autologging():
+        yield
 
 
 def warm_up_tracing() -> None:

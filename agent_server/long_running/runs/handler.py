@@ -26,6 +26,7 @@ from mlflow.tracing.constant import SpanAttributeKey
 from mlflow.types.responses import ResponsesAgentRequest
 
 from .leases import RunLease
+from ..context import traced_attempt
 from ..events.stream_grammar import StreamGrammar
 from ..journal.approvals import AttemptApprovals
 from ..memory.access import MemoryGate, attempt_memory
@@ -104,7 +105,8 @@ class HandlerInvoker:
                 writer.append(normalised)
 
         traced = self.tracing_ready()
-        with mlflow.start_span(name=handler.__name__) if traced else contextlib.nullcontext() as span:
+        with traced_attempt(traced), \
+                mlflow.start_span(name=handler.__name__) if traced else contextlib.nullcontext() as span:
             # Without a tracking destination MLflow hands out no-op spans.
             writer.trace_id = span.trace_id if traced and span.trace_id != _NO_OP_TRACE_ID else None
             if traced:
