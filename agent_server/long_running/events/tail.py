@@ -90,7 +90,7 @@ class EventTail:
         tailers = self._tailers.get(response_id)
         if not tailers:
             return
-        events = [StoredEvent(*row) for row in rows] if rows else None
+        events = list(map(StoredEvent._make, rows)) if rows else None
         for tailer in tailers:
             if tailer.cursor < last_sequence:
                 if events:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Status(StrEnum):
@@ -89,8 +89,9 @@ class ResponseSummary:
         return cls(**{**record, "status": Status(record["status"])})
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """One row of ``events``; a tuple, since one is built per event and per tail that reads it."""
+
     sequence_number: int
     type: str
     data: str  # the exact JSON of the SSE frame
