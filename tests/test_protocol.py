@@ -4,6 +4,7 @@ does what each request's ``custom_inputs`` says."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -71,6 +72,20 @@ def test_background_stream_is_the_event_log(client):
     # The same log, replayed later, is identical.
     replay = stream_frames(client, "GET", f"/responses/{rid}", params={"stream": "true"})
     assert replay[:-1] == events
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_a_streamed_create_sends_the_stored_log_byte_for_byte(client, background):
+    """The request that stores a response sends its response.created without reading it back:
+    what it sends is still exactly what the log holds."""
+    def data_lines(method: str, url: str, **kwargs) -> list[str]:
+        with client.stream(method, url, **kwargs) as r:
+            return [line for line in r.iter_lines() if line.startswith("data: ")]
+
+    sent = data_lines("POST", "/responses", json={"input": "hi", "background": background, "stream": True,
+                                                  "metadata": {"note": "héllo"}, "custom_inputs": {"deltas": 2}})
+    rid = json.loads(sent[0][len("data: "):])["response"]["id"]
+    assert data_lines("GET", f"/responses/{rid}", params={"stream": "true"}) == sent
 
 
 @pytest.mark.parametrize("cursor", [0, 2, 5])

@@ -90,6 +90,11 @@ def event_json(event: dict[str, Any], sequence_number: int, response_id: str) ->
     return dumps(event)
 
 
+def created_event(response: dict[str, Any]) -> str:
+    """Event 0 of every stored response: ``response.created`` with the Response as first stored."""
+    return event_json({"type": "response.created", "response": response}, 0, response["id"])
+
+
 def terminal_event(response: dict[str, Any]) -> dict[str, Any]:
     """``response.completed`` / ``.failed`` / ``.cancelled`` / ``.incomplete``."""
     return {"type": f"response.{response['status']}", "response": response}

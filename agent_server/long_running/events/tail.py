@@ -120,15 +120,20 @@ class EventTail:
         after: int,
         still_exists: Callable[[], Any],
         keepalive_seconds: float = 15.0,
+        first: StoredEvent | None = None,
     ) -> AsyncIterator[list[StoredEvent] | None]:
         """Yield the events with ``sequence_number > after``, in order, until the terminal one.
 
         Each step yields every event available at once (a list), or ``None``
         as a keep-alive when nothing happened for ``keepalive_seconds``.
         ``still_exists`` is awaited on quiet polls so a deleted response ends
-        the tail instead of hanging it.
+        the tail instead of hanging it. ``first``: the event after ``after``,
+        known committed (the request that just stored it), so it is sent
+        without reading it back.
         """
         tailer = _Tailer(after)
+        if first is not None:
+            tailer.ready.append(first)
         self._tailers.setdefault(response_id, set()).add(tailer)
         try:
             quiet_since = time.monotonic()

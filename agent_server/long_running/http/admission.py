@@ -26,8 +26,8 @@ from ..ids import new_response_id
 from ..process.engine import Engine
 from ..runs.leases import RunLease
 from ..runs.unstored import run_unstored
-from ..storage.models import ResponseRow
-from ..storage.models import ApprovalAnswer
+from ..events.response_object import created_event
+from ..storage.models import ApprovalAnswer, ResponseRow, StoredEvent
 from ..storage.store import ApprovalRefused, ConversationGone
 from . import approval_answers, idempotency, validation
 from .cancelling import interrupt_conversation
@@ -88,10 +88,11 @@ async def create_response(ctx: RouteContext, request: Request, multitask_strateg
     turn = await _join_conversation(ctx, caller, admission) if joins and earlier is None else None
     if admission.background:
         engine = ctx.engines.require()
-        response = (await current_response(engine, earlier.response_id, caller.owner) if earlier is not None
-                    else await _submit(ctx, engine, caller, admission, turn))
+        response, first = ((await current_response(engine, earlier.response_id, caller.owner), None)
+                           if earlier is not None else await _submit(ctx, engine, caller, admission, turn))
         if admission.stream:
-            return event_stream(engine, response["id"], caller.owner, after=-1, headers=admission.answer_headers)
+            return event_stream(engine, response["id"], caller.owner, after=-1, headers=admission.answer_headers,
+                                first=first)
         # The Response as stored (queued or in_progress), as OpenAI answers a background
         # create: no second read of the row on the accept path.
         return JSONResponse(response, headers=admission.answer_headers)
@@ -145,18 +146,20 @@ async def _join_conversation(ctx: RouteContext, caller: Caller, admission: Admis
 
 
 async def _submit(ctx: RouteContext, engine: Engine, caller: Caller, admission: Admission,
-                  turn: turns.Turn | None) -> dict[str, Any]:
-    """Store and start (or queue) a response; its Response object as first stored."""
+                  turn: turns.Turn | None) -> tuple[dict[str, Any], StoredEvent | None]:
+    """Store and start (or queue) a response: its Response object as first stored, and its
+    ``response.created`` event (None when a concurrent request with the same key created it)."""
     # Bounded like every request (plus a second per MB: storing a large input takes time);
     # not retried: the insert may have landed.
     length = caller.headers.get("content-length", "")
     body_mb = int(length) / 1e6 if length.isdigit() else 0.0
     try:
-        return await engine.store.bounded(lambda: engine.worker.submit(
+        response = await engine.store.bounded(lambda: engine.worker.submit(
             response_id=new_response_id(), owner=caller.owner, request=admission.request, headers=caller.headers,
             stored_headers=storable_headers(caller.headers), model=ctx.model_name,
             background=admission.background, turn=turn, idempotency_key=caller.idempotency_key,
         ), retry=False, extra_seconds=body_mb)
+        return response, StoredEvent(0, "response.created", created_event(response))
     except ApiError:
         raise
     except turns.ConversationBusy as busy:
@@ -175,7 +178,7 @@ async def _submit(ctx: RouteContext, engine: Engine, caller: Caller, admission: 
         if earlier is None:
             raise ApiError(409, "A request with the same Idempotency-Key was created and deleted meanwhile.",
                            code="idempotency_key_reused", param="Idempotency-Key") from None
-        return await current_response(engine, earlier.response_id, caller.owner)
+        return await current_response(engine, earlier.response_id, caller.owner), None
     except Exception as exc:
         logger.exception("Could not store the response")
         raise ApiError(503, f"Background mode is unavailable: the database rejected the request ({exc}).",
@@ -187,9 +190,13 @@ async def _standard(ctx: RouteContext, engine: Engine | None, caller: Caller, ad
     """A standard request: stored and run by the engine like a background one (so it can be
     retrieved and survives a crash), answered when it ends; unstored if asked, or if no database."""
     if engine is not None:
+        first = None
         try:
-            response_id = (earlier.response_id if earlier is not None
-                           else (await _submit(ctx, engine, caller, admission, turn))["id"])
+            if earlier is not None:
+                response_id = earlier.response_id
+            else:
+                response, first = await _submit(ctx, engine, caller, admission, turn)
+                response_id = response["id"]
         except ApiError as exc:
             if exc.status != 503 or turn is not None:
                 raise  # a refused turn or reused Idempotency-Key, or a turn whose history only the database has
@@ -197,7 +204,7 @@ async def _standard(ctx: RouteContext, engine: Engine | None, caller: Caller, ad
     headers = {**admission.answer_headers, "x-response-stored": "true" if engine is not None else "false"}
     if engine is not None:
         if admission.stream:
-            return event_stream(engine, response_id, caller.owner, after=-1, headers=headers)
+            return event_stream(engine, response_id, caller.owner, after=-1, headers=headers, first=first)
         return JSONResponse(await final_response(engine, response_id, caller.owner), headers=headers)
     return await _unstored(ctx, caller, admission, headers)
 

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from ..errors import ApiError, not_found, shutting_down
 from ..events.response_object import response_from_row
+from ..storage.models import StoredEvent
 from ..events.tail import TailClosed
 from ..process.engine import Engine
 from . import validation
@@ -70,15 +71,16 @@ async def current_response(engine: Engine, response_id: str, owner: str) -> dict
 
 
 def event_stream(engine: Engine, response_id: str, owner: str, after: int,
-                 headers: dict[str, str] | None = None) -> StreamingResponse:
-    """The response's events after ``after`` as SSE, live until its terminal event, then ``[DONE]``."""
+                 headers: dict[str, str] | None = None, first: StoredEvent | None = None) -> StreamingResponse:
+    """The response's events after ``after`` as SSE, live until its terminal event, then ``[DONE]``
+    (``first``: the event after ``after``, when the caller just stored it)."""
     async def exists() -> bool:
         return await engine.store.get_response_status(response_id, owner) is not None
 
     async def frames() -> AsyncIterator[str]:
         ended = False
         # One chunk per batch of available events: one socket write, not one per event.
-        async with aclosing(engine.tail.tail_batches(response_id, after, exists)) as batches:
+        async with aclosing(engine.tail.tail_batches(response_id, after, exists, first=first)) as batches:
             async for batch in batches:
                 if batch is None:
                     yield ": keep-alive\n\n"

@@ -26,7 +26,7 @@ from ..conversations.turns import HistoryRef
 from .leases import LocalAttempts, RunLease, RunningAttempt
 from ..events.group_commit import GroupCommit
 from ..storage.models import ResponseRow, Status
-from ..events.response_object import build_response, event_json
+from ..events.response_object import build_response, created_event
 from ..settings import EngineSettings
 from ..storage.store import Store
 from ..events.tail import EventTail
@@ -156,8 +156,8 @@ class Worker:
                                   metadata=request.get("metadata"), background=background,
                                   conversation_id=turn.conversation_id if turn else None)
 
-        def created_event(status: Status) -> str:
-            return event_json({"type": "response.created", "response": first_state(status)}, 0, response_id)
+        def created(status: Status) -> str:
+            return created_event(first_state(status))
 
         row = dict(response_id=response_id, owner=owner, worker_id=self.worker_id if start_here else None,
                    created_at=created_at, request=request, request_headers=stored_headers, model=model,
@@ -168,11 +168,11 @@ class Worker:
         try:
             if turn is None:
                 status = Status.IN_PROGRESS if start_here else Status.QUEUED
-                await self.store.insert_response(**row, status=status, created_event=created_event(status))
+                await self.store.insert_response(**row, status=status, created_event=created(status))
             else:
                 status, history_end = await self.store.insert_turn(
                     conversation_id=turn.conversation_id, decide=functools.partial(turn.status_for, start_here=start_here),
-                    created_event=created_event, answers=turn.answers, asked_by=turn.asked_by, **row)
+                    created_event=created, answers=turn.answers, asked_by=turn.asked_by, **row)
                 if history_end is not None:
                     history = HistoryRef(turn.conversation_id, history_end)
         finally:

@@ -127,6 +127,9 @@ class AttemptWriter:
         try:
             # Once the attempt is finishing, what is left goes with the final write.
             while self._pending and not self._finishing:
+                await self._while_the_handler_keeps_adding()
+                if self._finishing:
+                    break
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 owned = await self._with_retry(self.commits.append, self.response_id, self.attempt_number, batch)
@@ -140,6 +143,16 @@ class AttemptWriter:
                 self.on_stopped(self.failure)
         finally:
             self._flusher = None
+
+    async def _while_the_handler_keeps_adding(self) -> None:
+        """Wait while the handler adds events without waiting on anything (each append yields
+        once), up to a full batch. A short run then ends in one write with its final status
+        (the insert, then the finish: two commits, not three), and a fast producer writes
+        fuller batches; a handler that waits (a model's next token) is flushed at once."""
+        seen = -1
+        while seen != len(self._pending) < MAX_BATCH and not self._finishing:
+            seen = len(self._pending)
+            await asyncio.sleep(0)
 
     async def _with_retry(self, fn, *args, **kwargs):
         """Retry transient database errors with back-off, up to ``retry_seconds``.
