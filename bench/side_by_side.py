@@ -5,9 +5,10 @@ The same synthetic agent (``harness/synthetic_agent.py``) behind our engine
 (``python -m bench.reference_server``: ``databricks-ai-bridge``'s
 ``LongRunningAgentServer`` with its default settings), one process each, on the
 benchmark's PostgreSQL, driven by the same client. Both are warm: each waited
-until ``/health`` answered and its CPU went idle. The rounds alternate which
-server goes first, so the machine's drift falls on both; each figure is the
-median over the rounds.
+until ``/health`` answered and its CPU went idle. Each round measures every
+phase on both servers, alternating which goes first, and each measurement
+starts once both servers and PostgreSQL are idle, so neither pays for the
+other's work; each figure is the median over the rounds.
 
 - ``accept``: sequential ``POST /responses {background: true}`` on one
   keep-alive connection, time to the id (p50);
@@ -15,7 +16,8 @@ median over the rounds.
   true}``, time to the first SSE data frame (p50);
 - ``throughput``: 20 runs at once, each ``POST /responses {background: true,
   stream: true}`` read to its end (the reference stores a run's events only
-  when it runs the stream handler); every delta read back, in order, once;
+  when it runs the stream handler); the client only collects the bytes while
+  the clock runs, then checks that every delta came back, in order, once;
   deltas per second and the server's CPU over the phase;
 - ``restart``: one process SIGKILLed in the middle of a run and started again
   on the same tables; time from the kill until the resumed attempt's handler
@@ -150,6 +152,16 @@ def _warm(server: ServerProcess, contender: Contender, timeout: float = 180.0) -
     return healthy
 
 
+def _quiet(pids: list[int], timeout: float = 30.0) -> None:
+    """Wait until these process trees used under 5 % of a core for half a second."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(map(tree_cpu_seconds, pids))
+        time.sleep(0.5)
+        if sum(map(tree_cpu_seconds, pids)) - before < 0.025:
+            return
+
+
 def first_frames(base_url: str, n: int, warm_up: int = 5) -> dict[str, Any]:
     """``n`` sequential background + stream POSTs: time to the first SSE data frame; each stream read to its end."""
     times = []
@@ -181,24 +193,24 @@ def _problem(frames: list[dict], deltas: int) -> str | None:
 
 
 def throughput(server: ServerProcess, tasks: int, deltas: int) -> dict[str, Any]:
-    async def post_and_read(client: httpx.AsyncClient) -> list[dict]:
-        frames = []
+    async def post_and_read(client: httpx.AsyncClient) -> bytes:
+        # Only the bytes while the clock runs: parsing every frame here would make this client,
+        # on the same cores, the bottleneck of the faster server.
         async with client.stream("POST", "/responses", json=request_body(deltas, background=True, stream=True)) as r:
-            async for line in r.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    frames.append(json.loads(line[6:]))
-        return frames
+            return b"".join([chunk async for chunk in r.aiter_bytes()])
 
-    async def run() -> tuple[float, list[list[dict]]]:
+    async def run() -> tuple[float, list[bytes]]:
         limits = httpx.Limits(max_connections=tasks * 2, max_keepalive_connections=tasks * 2)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=600.0, limits=limits) as client:
             t0 = time.perf_counter()
-            logs = await asyncio.gather(*(post_and_read(client) for _ in range(tasks)))
-            return time.perf_counter() - t0, logs
+            bodies = await asyncio.gather(*(post_and_read(client) for _ in range(tasks)))
+            return time.perf_counter() - t0, bodies
 
     cpu_before = tree_cpu_seconds(server.pid)
-    seconds, logs = asyncio.run(run())
+    seconds, bodies = asyncio.run(run())
     cpu = tree_cpu_seconds(server.pid) - cpu_before
+    logs = [[json.loads(line[6:]) for line in body.decode().splitlines()
+             if line.startswith("data: ") and line != "data: [DONE]"] for body in bodies]
     problems = [p for frames in logs if (p := _problem(frames, deltas))]
     return {"deltas": tasks * deltas, "frames": sum(map(len, logs)), "seconds": round(seconds, 3),
             "deltas_per_second": round(tasks * deltas / seconds), "server_cpu_seconds": round(cpu, 3),
@@ -271,13 +283,16 @@ def run(ctx) -> dict[str, Any]:
     try:
         for name, server in servers.items():
             _warm(server, pair[name])
+        phases = {"accept": lambda server: time_accepts(server.base_url, n, 0.0),
+                  "first_frame": lambda server: first_frames(server.base_url, n),
+                  "throughput": lambda server: throughput(server, tasks, deltas)}
         for i in range(rounds):
-            for name in (("ours", "reference") if i % 2 == 0 else ("reference", "ours")):
-                base_url = servers[name].base_url
-                results[name]["accept"].append(time_accepts(base_url, n, 0.0))
-                results[name]["first_frame"].append(first_frames(base_url, n))
-                results[name]["throughput"].append(throughput(servers[name], tasks, deltas))
-                time.sleep(1.0)  # the last runs' final writes
+            for phase, measure in phases.items():
+                for name in (("ours", "reference") if i % 2 == 0 else ("reference", "ours")):
+                    # The other server's last phase (and PostgreSQL's work after it) must not
+                    # weigh on this one.
+                    _quiet([*(s.pid for s in servers.values()), ctx.pg_pid])
+                    results[name][phase].append(measure(servers[name]))
     finally:
         for server in servers.values():
             server.stop()
