@@ -49,6 +49,13 @@ COMPARED = (
     Compared("conversation.turn_1000.first_delta.p50_ms", False, 0.5),
     Compared("large_input.four_runs_mib_per_input_mb", False, 0.3),
     Compared("slow_readers.rss_growth_per_unread_mib", False, 0.2),
+    # Side by side with the reference server: our own figures, and how far ahead of it we are.
+    Compared("reference.ours.throughput_server_cpu_seconds", False, 0.05),
+    Compared("reference.ours.restart_p50_seconds", False, 0.3),
+    Compared("reference.start_server.restart_p50_seconds", False, 0.3),
+    Compared("reference.ratios.accept", True, 0.2),
+    Compared("reference.ratios.first_frame", True, 0.5),
+    Compared("reference.ratios.throughput", True, 2.0),
 )
 
 
