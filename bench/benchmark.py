@@ -72,7 +72,7 @@ import psycopg
 from bench import compare, side_by_side, slow_readers, tool_calls, warm_up
 from bench.conversation import TARGET as CONVERSATION_TARGET, bench_conversation
 from bench import recovery
-from bench.measure import (ACCEPT_WARM_UP, pct, request_body, sse_frames, summary_ms, time_accepts,
+from bench.measure import (pct, request_body, sse_frames, summary_ms, time_accepts,
                            tree_cpu_seconds)
 from bench.memory import bench_large_input
 from harness.synthetic_agent import TEXT_PREFIX
@@ -327,13 +327,14 @@ def bench_accept(ctx: Context, server: Server) -> dict[str, Any]:
     """Back to back (the figure), then paced; then both against the floor server
     (``bench/floor.py``: bare ASGI plus the same durable INSERT)."""
     n = 10 if ctx.quick else 50
+    time_accepts(server.base_url, 0, 0.0)  # the warm-ups, apart: the first requests cost more
+    time.sleep(0.5)
     cpu_before = tree_cpu_seconds(server.proc.pid)
-    figure = {"pattern": "back_to_back", **time_accepts(server.base_url, n, 0.0)}
+    figure = {"pattern": "back_to_back", **time_accepts(server.base_url, n, 0.0, warm_up=0)}
     time.sleep(0.5)  # let the last runs finish
     # CPU does not depend on what else the machine runs, unlike the times: the server's
-    # CPU per accepted request (warm-ups included), its one-delta run included.
-    figure["server_cpu_ms_per_request"] = round(
-        (tree_cpu_seconds(server.proc.pid) - cpu_before) * 1000 / (n + ACCEPT_WARM_UP), 2)
+    # CPU per accepted request, its one-delta run included.
+    figure["server_cpu_ms_per_request"] = round((tree_cpu_seconds(server.proc.pid) - cpu_before) * 1000 / n, 2)
     figure["paced"] = {"pause_ms": ACCEPT_PACE_SECONDS * 1000, **time_accepts(server.base_url, n, ACCEPT_PACE_SECONDS)}
     floor = Server(ctx, "floor", module="bench.floor")
     try:
