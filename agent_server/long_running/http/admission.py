@@ -147,8 +147,9 @@ async def _join_conversation(ctx: RouteContext, caller: Caller, admission: Admis
 
 async def _submit(ctx: RouteContext, engine: Engine, caller: Caller, admission: Admission,
                   turn: turns.Turn | None) -> tuple[dict[str, Any], StoredEvent | None]:
-    """Store and start (or queue) a response: its Response object as first stored, and its
-    ``response.created`` event (None when a concurrent request with the same key created it)."""
+    """Store and start (or queue) a response: its Response object as first stored, and, for a
+    streamed request, its ``response.created`` event (None when a concurrent request with the
+    same key created it)."""
     # Bounded like every request (plus a second per MB: storing a large input takes time);
     # not retried: the insert may have landed.
     length = caller.headers.get("content-length", "")
@@ -159,7 +160,7 @@ async def _submit(ctx: RouteContext, engine: Engine, caller: Caller, admission: 
             stored_headers=storable_headers(caller.headers), model=ctx.model_name,
             background=admission.background, turn=turn, idempotency_key=caller.idempotency_key,
         ), retry=False, extra_seconds=body_mb)
-        return response, StoredEvent(0, "response.created", created_event(response))
+        return response, StoredEvent(0, "response.created", created_event(response)) if admission.stream else None
     except ApiError:
         raise
     except turns.ConversationBusy as busy:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .switch_interval import short_switch_interval
@@ -63,14 +63,10 @@ class TracingWarmUp:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-@contextmanager
-def _autologging_paused() -> Iterator[None]:
-    try:
-        from mlflow.utils.autologging_utils import disable_autologging
-    except ImportError:  # pragma: no cover - depends on the MLflow version
-        disable_autologging = nullcontext
-    with disable_autologging():
-        yield
+def _autologging_paused() -> AbstractContextManager[None]:
+    from mlflow.utils.autologging_utils import disable_autologging  # MLflow is imported by now
+
+    return disable_autologging()
 
 
 def warm_up_tracing() -> None:

@@ -150,7 +150,7 @@ class AttemptWriter:
         (the insert, then the finish: two commits, not three), and a fast producer writes
         fuller batches; a handler that waits (a model's next token) is flushed at once."""
         seen = -1
-        while seen != len(self._pending) < MAX_BATCH and not self._finishing:
+        while len(self._pending) != seen and len(self._pending) < MAX_BATCH and not self._finishing:
             seen = len(self._pending)
             await asyncio.sleep(0)
 
