@@ -77,3 +77,13 @@ def time_accepts(base_url: str, n: int, pause: float, warm_up: int = ACCEPT_WARM
             if pause:
                 time.sleep(pause)
     return summary_ms(times)
+
+
+def wait_until_idle(pids: list[int], deadline: float, window: float = 1.0, max_share: float = 0.05) -> None:
+    """Wait (until ``deadline``, a ``time.monotonic()``) until these process trees together used
+    under ``max_share`` of a core over ``window`` seconds: earlier work must not count as load."""
+    while time.monotonic() < deadline:
+        before = sum(map(tree_cpu_seconds, pids))
+        time.sleep(window)
+        if sum(map(tree_cpu_seconds, pids)) - before < max_share * window:
+            return

@@ -57,7 +57,7 @@ def _first_resumed_event(ctx, schema: str, rid: str) -> bool:
                              (rid,)))
 
 
-def _wait_healthy(server: ServerProcess, timeout: float, poll: float = 0.01, database: bool = True) -> float:
+def wait_healthy(server: ServerProcess, timeout: float, poll: float = 0.01, database: bool = True) -> float:
     """time.monotonic() of the first /health 200 (with the database connected, for ours)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,7 +154,7 @@ def bench_start(ctx) -> dict[str, Any]:
     for name in ("start_server", "reference"):
         server = launch(name)
         try:
-            _wait_healthy(server, 180, database=variants[name][2])
+            wait_healthy(server, 180, database=variants[name][2])
         finally:
             server.stop()
     for _ in range(trials):
@@ -162,7 +162,7 @@ def bench_start(ctx) -> dict[str, Any]:
             spawned = time.monotonic()
             server = launch(name)
             try:
-                seconds[name].append(_wait_healthy(server, 180, database=variants[name][2]) - spawned)
+                seconds[name].append(wait_healthy(server, 180, database=variants[name][2]) - spawned)
             finally:
                 server.stop()
     return {name: {"p50_seconds": _p50(values), "seconds": [round(s, 2) for s in values],

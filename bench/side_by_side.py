@@ -43,8 +43,8 @@ from typing import Any
 
 import httpx
 
-from bench import tool_calls
-from bench.measure import request_body, summary_ms, time_accepts, tree_cpu_seconds
+from bench import recovery, tool_calls
+from bench.measure import request_body, summary_ms, time_accepts, tree_cpu_seconds, wait_until_idle
 from harness.synthetic_agent import TEXT_PREFIX
 from scripts.server_process import ServerProcess
 
@@ -128,38 +128,11 @@ def contenders(ctx) -> dict[str, Contender]:
     }
 
 
-def _warm(server: ServerProcess, contender: Contender, timeout: float = 180.0) -> float:
-    """Healthy (with its database, for ours), then idle: start-up work must not count as load.
-    Returns time.monotonic() of the first healthy answer."""
+def _warm(server: ServerProcess, contender: Contender, timeout: float = 180.0) -> None:
+    """Healthy (with its database, for ours), then idle: start-up work must not count as load."""
     deadline = time.monotonic() + timeout
-    healthy = None
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{contender.name} exited: {server.log_tail()}")
-        health = server.health(timeout=1.0)
-        if health is not None and (not contender.database_health
-                                   or health.get("database", {}).get("status") == "connected"):
-            healthy = time.monotonic()
-            break
-        time.sleep(0.01)
-    if healthy is None:
-        raise TimeoutError(f"{contender.name} not healthy in {timeout:.0f}s: {server.log_tail()}")
-    while time.monotonic() < deadline:
-        before = tree_cpu_seconds(server.pid)
-        time.sleep(1.0)
-        if tree_cpu_seconds(server.pid) - before < 0.05:
-            break
-    return healthy
-
-
-def _quiet(pids: list[int], timeout: float = 30.0) -> None:
-    """Wait until these process trees used under 5 % of a core for half a second."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        before = sum(map(tree_cpu_seconds, pids))
-        time.sleep(0.5)
-        if sum(map(tree_cpu_seconds, pids)) - before < 0.025:
-            return
+    recovery.wait_healthy(server, timeout, database=contender.database_health)
+    wait_until_idle([server.pid], deadline)
 
 
 def first_frames(base_url: str, n: int, warm_up: int = 5) -> dict[str, Any]:
@@ -291,7 +264,8 @@ def run(ctx) -> dict[str, Any]:
                 for name in (("ours", "reference") if i % 2 == 0 else ("reference", "ours")):
                     # The other server's last phase (and PostgreSQL's work after it) must not
                     # weigh on this one.
-                    _quiet([*(s.pid for s in servers.values()), ctx.pg_pid])
+                    wait_until_idle([*(s.pid for s in servers.values()), ctx.pg_pid],
+                                    time.monotonic() + 30, window=0.5)
                     results[name][phase].append(measure(servers[name]))
     finally:
         for server in servers.values():
