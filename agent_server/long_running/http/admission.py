@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from ..conversations import turns
 from ..errors import ApiError
@@ -33,7 +33,8 @@ from . import approval_answers, idempotency, validation
 from .cancelling import interrupt_conversation
 from .context import RouteContext
 from .identity import owner_of, storable_headers
-from .retrieval import SSE_HEADERS, current_response, event_stream, final_response
+from .retrieval import current_response, event_stream, final_response
+from .sse_response import EventStreamResponse
 from .stream_end import end_on_failure, until_stopped
 
 logger = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ async def _unstored(ctx: RouteContext, caller: Caller, admission: Admission, hea
 
         # Not stored, so not resumable; still, a shutdown ends it with an error frame, not a cut.
         chunks = end_on_failure(until_stopped(frames(), ctx.engines.stopping), lease.response_id)
-        return StreamingResponse(chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+        return EventStreamResponse(chunks, headers=headers)
     last = None
     async with aclosing(events) as stream_events:
         async for data in stream_events:

@@ -9,7 +9,6 @@ from contextlib import aclosing
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
 
 from ..errors import ApiError, not_found, shutting_down
 from ..events.response_object import response_from_row
@@ -17,9 +16,8 @@ from ..storage.models import StoredEvent
 from ..events.tail import TailClosed
 from ..process.engine import Engine
 from . import validation
+from .sse_response import EventStreamResponse, done_stream
 from .stream_end import end_on_failure
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def retrieve(engine: Engine, response_id: str, owner: str, request: Request):
@@ -44,7 +42,7 @@ async def retrieve(engine: Engine, response_id: str, owner: str, request: Reques
         if after == row.last_sequence and row.status.is_terminal:
             # The client already has the terminal event (it lost only [DONE]): there is nothing
             # after it, so end now; tailing would wait forever for an event that never comes.
-            return StreamingResponse(iter(["data: [DONE]\n\n"]), media_type="text/event-stream", headers=SSE_HEADERS)
+            return done_stream()
         return event_stream(engine, response_id, owner, after)
     output = None
     if not row.status.is_terminal and row.attempt_number > 0:
@@ -71,7 +69,7 @@ async def current_response(engine: Engine, response_id: str, owner: str) -> dict
 
 
 def event_stream(engine: Engine, response_id: str, owner: str, after: int,
-                 headers: dict[str, str] | None = None, first: StoredEvent | None = None) -> StreamingResponse:
+                 headers: dict[str, str] | None = None, first: StoredEvent | None = None) -> EventStreamResponse:
     """The response's events after ``after`` as SSE, live until its terminal event, then ``[DONE]``
     (``first``: the event after ``after``, when the caller just stored it)."""
     async def exists() -> bool:
@@ -91,8 +89,7 @@ def event_stream(engine: Engine, response_id: str, owner: str, after: int,
             raise not_found(response_id)  # the tail ended without a terminal event: deleted
 
     # A tail that cannot go on (deleted, database gone, shutdown) ends with an error frame and [DONE].
-    return StreamingResponse(end_on_failure(frames(), response_id), media_type="text/event-stream",
-                             headers={**SSE_HEADERS, **(headers or {})})
+    return EventStreamResponse(end_on_failure(frames(), response_id), headers=headers, first_ready=first is not None)
 
 
 async def final_response(engine: Engine, response_id: str, owner: str) -> dict[str, Any]:
