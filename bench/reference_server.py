@@ -61,4 +61,6 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=1)
     args, _ = parser.parse_known_args()
     target = app if args.workers == 1 else "bench.reference_server:app"
-    uvicorn.run(target, host="127.0.0.1", port=args.port, workers=args.workers)
+    # The same log level for uvicorn's lines (its access log) as our server gives them.
+    uvicorn.run(target, host="127.0.0.1", port=args.port, workers=args.workers,
+                log_level=logging.getLogger().getEffectiveLevel())

@@ -122,3 +122,16 @@ def test_official_openai_client(shared_server):
     client.responses.delete(running.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(running.id)
+
+
+def test_log_level_governs_uvicorn_lines_too(start_server, db_schema):
+    """LOG_LEVEL=WARNING quiets uvicorn's access log as well; the default INFO keeps it."""
+    servers = {level: start_server(f"{db_schema}_{level.lower()}", env={"LOG_LEVEL": level})
+               for level in ("WARNING", "INFO")}
+    for server in servers.values():
+        assert httpx.get(f"{server.base_url}/agent/info", timeout=10).status_code == 200
+        server.stop()
+    logs = {level: server.log_path.read_text() for level, server in servers.items()}
+    assert '"GET /agent/info HTTP/1.1" 200' in logs["INFO"]
+    assert "GET /agent/info" not in logs["WARNING"]
+    assert "Application startup complete" not in logs["WARNING"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import os
 import signal
 import threading
@@ -38,7 +39,9 @@ def serve(app_import_string: str, settings: EngineSettings, *, host: str, argv: 
         if args.workers == 1 and not args.reload:
             on_forced_exit(embedded.stop)  # the app runs in this process
         os.environ["EMBEDDED_POSTGRES_DIR"] = str(embedded.data_dir)
-    options: dict[str, Any] = {}
+    # LOG_LEVEL (the root logger's level) governs uvicorn's own lines too, its access log
+    # included: at WARNING a request is not a log line.
+    options: dict[str, Any] = {"log_level": logging.getLogger().getEffectiveLevel()}
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # A spawned worker answers uvicorn's health pings only after importing the
         # app (MLflow, agent SDKs: several seconds on a busy machine); uvicorn's
