@@ -11,7 +11,9 @@ starts once both servers and PostgreSQL are idle, so neither pays for the
 other's work; each figure is the median over the rounds.
 
 - ``accept``: sequential ``POST /responses {background: true}`` on one
-  keep-alive connection, time to the id (p50);
+  keep-alive connection, time to the id (p50); the floor server
+  (``bench/floor.py``: bare ASGI and the same durable INSERT, no framework, no
+  run) is timed in the same rounds, since no server here can accept faster;
 - ``first_frame``: sequential ``POST /responses {background: true, stream:
   true}``, time to the first SSE data frame (p50);
 - ``throughput``: 20 runs at once, each ``POST /responses {background: true,
@@ -59,8 +61,9 @@ TARGET = ("side by side with the reference (x faster)", "accept 3, frame 8, ev/s
 
 def measured(f: dict) -> str:
     r = f["ratios"]
-    return (f"accept x{r['accept']}, first frame x{r['first_frame']}, throughput x{r['throughput']}, "
-            f"CPU x{r['throughput_cpu']}, restart x{r['restart']} (template agent x{r['restart_template']})")
+    return (f"accept x{r['accept']} (floor x{r['accept_floor']}), first frame x{r['first_frame']}, "
+            f"throughput x{r['throughput']}, CPU x{r['throughput_cpu']}, restart x{r['restart']} "
+            f"(template agent x{r['restart_template']})")
 
 
 @dataclass
@@ -106,6 +109,12 @@ def contenders(ctx) -> dict[str, Contender]:
             {**common, **ctx.server_env,
              "SYNTHETIC_SERVER_KWARGS": json.dumps({"database_url": ctx.pg_url, "db_schema": "bench_side"})},
             "bench_side.events"),
+        # Bare ASGI and the same durable INSERT: what no server on this machine accepts faster than.
+        "floor": Contender(
+            "floor", [sys.executable, "-m", "bench.floor"],
+            {**common, "SYNTHETIC_SERVER_KWARGS": json.dumps({"database_url": ctx.pg_url,
+                                                             "db_schema": "bench_side_floor"})},
+            "bench_side_floor.events"),
         "reference": Contender(
             "reference", [sys.executable, "-m", "bench.reference_server"],
             {**common, "REFERENCE_DATABASE_URL": ctx.pg_url}, "agent_server.messages", "stream_event",
@@ -251,8 +260,8 @@ def run(ctx) -> dict[str, Any]:
     trials = 1 if ctx.quick else 3
     pair = contenders(ctx)
     results: dict[str, dict[str, list]] = {name: {"accept": [], "first_frame": [], "throughput": []}
-                                           for name in ("ours", "reference")}
-    servers = {name: pair[name].launch(ctx.tmp) for name in ("ours", "reference")}
+                                           for name in ("ours", "reference", "floor")}
+    servers = {name: pair[name].launch(ctx.tmp) for name in ("ours", "reference", "floor")}
     try:
         for name, server in servers.items():
             _warm(server, pair[name])
@@ -261,7 +270,8 @@ def run(ctx) -> dict[str, Any]:
                   "throughput": lambda server: throughput(server, tasks, deltas)}
         for i in range(rounds):
             for phase, measure in phases.items():
-                for name in (("ours", "reference") if i % 2 == 0 else ("reference", "ours")):
+                order = ("ours", "reference") if i % 2 == 0 else ("reference", "ours")
+                for name in (*order, "floor") if phase == "accept" else order:
                     # The other server's last phase (and PostgreSQL's work after it) must not
                     # weigh on this one.
                     wait_until_idle([*(s.pid for s in servers.values()), ctx.pg_pid],
@@ -270,9 +280,10 @@ def run(ctx) -> dict[str, Any]:
     finally:
         for server in servers.values():
             server.stop()
-    restarts: dict[str, list[float]] = {name: [] for name in pair}
+    restarting = [name for name in pair if name != "floor"]
+    restarts: dict[str, list[float]] = {name: [] for name in restarting}
     for _ in range(trials):
-        for name in pair:
+        for name in restarting:
             restarts[name].append(round(restart_trial(ctx, pair[name]), 2))
 
     def median(name: str, phase: str, key: str) -> float:
@@ -288,11 +299,14 @@ def run(ctx) -> dict[str, Any]:
             "restart_seconds": restarts[name], "restart_p50_seconds": statistics.median(restarts[name]),
             "rounds": results[name],
         }
+    figures["floor"] = {"accept_p50_ms": median("floor", "accept", "p50_ms"), "accept_rounds": results["floor"]["accept"]}
     for name in ("start_server", "reference_template"):
         figures[name] = {"restart_seconds": restarts[name], "restart_p50_seconds": statistics.median(restarts[name])}
     ours, ref = figures["ours"], figures["reference"]
     figures["ratios"] = {
         "accept": _ratio(ref["accept_p50_ms"], ours["accept_p50_ms"]),
+        # The most any server could reach here: the reference against the floor.
+        "accept_floor": _ratio(ref["accept_p50_ms"], figures["floor"]["accept_p50_ms"]),
         "first_frame": _ratio(ref["first_frame_p50_ms"], ours["first_frame_p50_ms"]),
         "throughput": _ratio(ours["deltas_per_second"], ref["deltas_per_second"]),
         "throughput_cpu": _ratio(ref["throughput_server_cpu_seconds"], ours["throughput_server_cpu_seconds"]),
