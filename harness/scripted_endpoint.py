@@ -38,9 +38,14 @@ def text_of(content: Any) -> str:
 
 def tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """An assistant message calling ``name`` (a fresh call id, as a model would make)."""
-    return {"role": "assistant", "content": None, "tool_calls": [{
-        "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-        "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+    return tool_calls((name, arguments))
+
+
+def tool_calls(*calls: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """An assistant message calling several tools at once, each ``(name, arguments)``."""
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+         "function": {"name": name, "arguments": json.dumps(arguments)}} for name, arguments in calls]}
 
 
 def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
@@ -92,7 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
         chunk = {**base, "object": "chat.completion.chunk"}
         deltas: list[dict] = []
         if reply.get("tool_calls"):
-            deltas.append({"role": "assistant", "tool_calls": [{"index": 0, **reply["tool_calls"][0]}]})
+            # One chunk per call, as a model that calls tools in parallel streams them.
+            deltas += [{"role": "assistant", "tool_calls": [{"index": i, **call}]}
+                       for i, call in enumerate(reply["tool_calls"])]
         else:
             words = reply["content"].split(" ")
             deltas += [{"role": "assistant", "content": w if i == 0 else " " + w} for i, w in enumerate(words)]

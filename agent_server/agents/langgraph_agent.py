@@ -19,7 +19,6 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import SystemMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import tools_condition
 from mlflow.genai.agent_server import invoke, stream
 from mlflow.types.responses import ResponsesAgentRequest
 
@@ -33,7 +32,7 @@ from .handlers import output_of
 from .instructions import INSTRUCTIONS
 from .langgraph_adapter.checkpoints import stream_graph
 from .langgraph_adapter.mcp import load_mcp_tools
-from .langgraph_adapter.tools import as_langchain_tool, durable_tool_node
+from .langgraph_adapter.tools import as_langchain_tool, durable_tool_node, route_tool_calls
 from .tools import TOOLS
 
 MODEL = choose_model()
@@ -65,7 +64,8 @@ def build_graph(mcp_tools: Sequence[BaseTool] = ()):
     graph.add_node("model", call_model)
     graph.add_node("tools", durable_tool_node(tools))  # ToolNode, each call recorded
     graph.add_edge(START, "model")
-    graph.add_conditional_edges("model", tools_condition, {"tools": "tools", END: END})
+    # Each tool call a task of its own: parallel calls that need approval are asked together.
+    graph.add_conditional_edges("model", route_tool_calls, ["tools", END])
     graph.add_edge("tools", "model")
     return graph.compile()
 

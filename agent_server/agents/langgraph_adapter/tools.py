@@ -10,7 +10,10 @@ calls (a tool declared with LangChain's ``@tool``, an MCP tool) going
 through the engine's record-or-serve step, under the model's call id. A
 call of a tool that needs approval first pauses the graph with LangGraph's
 ``interrupt()``; it goes on (run, or told it was not approved) when the
-graph is resumed with the answer (``checkpoints.py``).
+graph is resumed with the answer (``checkpoints.py``). ``route_tool_calls``
+sends each of the model's calls to that node as a task of its own (LangGraph's
+``Send``), so calls made in parallel each pause on their own interrupt, are
+asked together, and finished ones are not run again when the graph resumes.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.graph import END
 from langgraph.prebuilt import ToolNode
-from langgraph.types import interrupt
+from langgraph.types import Send, interrupt
 
 from agent_server.long_running.journal.approvals import AGENT_LABEL
 from agent_server.long_running.journal.steps import current_steps
@@ -103,3 +107,12 @@ def durable_tool_node(tools: Sequence[BaseTool | Callable], *, always_run: Colle
                                   recordable=_recordable, rebuild=rebuild)
 
     return ToolNode(tools, awrap_tool_call=record, **kwargs)
+
+
+def route_tool_calls(state: dict[str, Any], node: str = "tools") -> str | list[Send]:
+    """After the model: ``END`` when it answered, else one ``node`` task per tool call it made (the
+    ``ToolNode`` input LangGraph's own agents send for this)."""
+    calls = getattr(state["messages"][-1], "tool_calls", None)
+    if not calls:
+        return END
+    return [Send(node, {"__type": "tool_call_with_context", "tool_call": call, "state": state}) for call in calls]
