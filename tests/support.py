@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 import uuid
@@ -18,10 +19,30 @@ from agent_server.long_running.storage.database import Database, DatabaseTarget
 from agent_server.long_running.storage.models import Status
 from agent_server.long_running.storage.queries import Queries
 from agent_server.long_running.storage.store import Store
-from harness.scripted_endpoint import send_json
+from harness.scripted_endpoint import send_json, text_of, tool_calls
 
 # One implementation of "a server in a child process", shared with the scripts.
 from scripts.server_process import PROJECT_ROOT, ServerProcess, free_port  # noqa: E402,F401
+
+
+#: Whom the scripted model of :func:`team_reply` emails, in one turn.
+TEAM = ("ada@example.com", "bob@example.com")
+_ASK_TEAM = re.compile(r"Email the team about (?P<topic>[^.!?\n]+)")
+
+
+def team_reply(body: dict) -> dict:
+    """A scripted model (``harness/scripted_endpoint.py``) that answers "Email the team about X" with
+    a ``send_email`` call per member of :data:`TEAM` in one turn, as a model calling tools in parallel
+    does, and then summarises the tool results it is given."""
+    messages = body["messages"]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    results = [text_of(m.get("content")) for m in messages[last_user + 1:] if m["role"] == "tool"]
+    if results:
+        return {"role": "assistant", "content": "Summary: " + " | ".join(results)}
+    ask = _ASK_TEAM.search(text_of(messages[last_user].get("content")))
+    if ask is None:
+        return {"role": "assistant", "content": "Hello from the scripted serving endpoint."}
+    return tool_calls(*[("send_email", {"to": to, "subject": ask["topic"], "body": "Hello."}) for to in TEAM])
 
 
 def python_argv(*args: str) -> list[str]:

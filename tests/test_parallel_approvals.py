@@ -1,8 +1,9 @@
 """One model turn that calls two tools needing approval: one pause, two requests, answered together
 or in part. Both variants, each a real ``start-server`` calling a scripted serving endpoint on
-127.0.0.1 (``harness/scripted_endpoint.py``) that answers "Email the team about …" with two
-``send_email`` calls at once, as a model calling tools in parallel does, and then summarises the
-tool results it is given. The official ``openai`` client asks and answers.
+127.0.0.1 (``harness/scripted_endpoint.py``, ``team_reply`` of ``tests/support.py``) that
+answers "Email the team about …" with two ``send_email`` calls at once, as a model calling tools in
+parallel does, and then summarises the tool results it is given. The official ``openai`` client
+asks and answers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -19,25 +19,10 @@ import pytest
 from openai.types.responses.response_output_item import McpApprovalRequest
 
 from agent_server.agents import FRAMEWORKS
-from harness.scripted_endpoint import ScriptedEndpoint, text_of, tool_calls
-from tests.support import agent_server_process
+from harness.scripted_endpoint import ScriptedEndpoint
+from tests.support import TEAM, agent_server_process, team_reply
 
-TEAM = ("ada@example.com", "bob@example.com")
-ASK = re.compile(r"Email the team about (?P<topic>\S+)")
 SENT = re.compile(r"send_email to (?P<to>\S+) \(idempotency key (?P<key>\S+)\)")
-
-
-def team_reply(body: dict[str, Any]) -> dict[str, Any]:
-    """The scripted model: both emails at once for the last user message, then the tools' results."""
-    messages = body["messages"]
-    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
-    results = [text_of(m.get("content")) for m in messages[last_user + 1:] if m["role"] == "tool"]
-    if results:
-        return {"role": "assistant", "content": "Summary: " + " | ".join(results)}
-    ask = ASK.search(text_of(messages[last_user].get("content")))
-    if ask is None:
-        return {"role": "assistant", "content": "Hello from the scripted serving endpoint."}
-    return tool_calls(*[("send_email", {"to": to, "subject": ask["topic"], "body": "Hello."}) for to in TEAM])
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import PROJECT_ROOT, ServerProcess, agent_server_process
+from harness.scripted_endpoint import ScriptedEndpoint
+from tests.support import PROJECT_ROOT, TEAM, ServerProcess, agent_server_process, team_reply
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -55,15 +56,17 @@ def browser(spawns):
 
 
 class PageServer:
-    """One ``start-server`` (offline model) that a test may restart on the same port."""
+    """One ``start-server`` (offline model, unless ``env`` points it elsewhere) that a test may
+    restart on the same port."""
 
-    def __init__(self, pg_url: str, log_dir: Path):
+    def __init__(self, pg_url: str, log_dir: Path, env: dict[str, str] | None = None):
         env = {
             "DATABASE_URL": pg_url,
             "AGENT_SERVER_DB_SCHEMA": f"web_{uuid.uuid4().hex[:8]}",
             "LLM_ENDPOINT_NAME": "",
             # Slow enough that a reload or a restart lands in the middle of an answer.
             "OFFLINE_MODEL_TOKEN_DELAY_SECONDS": "0.04",
+            **(env or {}),
         }
         self.process = agent_server_process("openai", log_dir, env)
         self.process.start(timeout=180)
@@ -86,6 +89,16 @@ def server(browser, pg_url, tmp_path_factory):
     page_server = PageServer(pg_url, tmp_path_factory.mktemp("web"))
     yield page_server
     page_server.process.kill()
+
+
+@pytest.fixture(scope="module")
+def team_server(browser, pg_url, tmp_path_factory):
+    """A server whose model (a scripted endpoint on 127.0.0.1) calls ``send_email`` twice in one turn."""
+    log_dir = tmp_path_factory.mktemp("web-team")
+    with ScriptedEndpoint(team_reply) as endpoint:
+        page_server = PageServer(pg_url, log_dir, endpoint.server_env(log_dir))
+        yield page_server
+        page_server.process.kill()
 
 
 @pytest.fixture
@@ -417,3 +430,33 @@ def test_an_approved_call_runs_and_shows_its_output_with_the_call(server, new_pa
     assert paused.locator(".tool .tool-state").inner_text() == "done"  # its output came with the answer
     assert "Email to grace@example.com sent" in paused.locator(".tool-output").inner_text()
     paused.locator(".approval-state", has_text="approved").wait_for()
+
+
+def test_two_requests_of_one_turn_are_decided_one_by_one_and_answered_together(team_server, new_page):
+    page = new_page()
+    page.goto(team_server.url)
+    send(page, "Email the team about the launch")
+    rid = wait_finished(page, 0)
+    cards = page.locator(".approval")
+    assert cards.count() == 2
+    assert [cards.nth(i).locator(".approval-args").inner_text().split(",")[0] for i in range(2)] == [
+        f"to: {to}" for to in TEAM]
+    # The first decision waits for the second: nothing is sent, the server still waits for both.
+    cards.nth(0).get_by_role("button", name="Approve").click()
+    cards.nth(0).locator(".approval-state", has_text="you chose approve").wait_for()
+    assert answer_turns(page).count() == 1
+    assert [r["status"] for r in team_server.get(f"/responses/{rid}")["approval_requests"]] == ["pending"] * 2
+    # Changed and decided again, then the second: both go in one answer.
+    cards.nth(0).get_by_role("button", name="Change").click()
+    cards.nth(0).get_by_role("button", name="Approve").click()
+    cards.nth(1).locator(".approval-reason").fill("not Bob")
+    cards.nth(1).get_by_role("button", name="Reject").click()
+    wait_finished(page, 1)
+    assert normalise(" ".join(shown_text(page, 1))) == (
+        "Summary: Email to ada@example.com sent, subject 'the launch'. | "
+        "This call was not made: the user rejected it (not Bob).")
+    cards.nth(0).locator(".approval-state", has_text="approved").wait_for()
+    cards.nth(1).locator(".approval-state", has_text="rejected").wait_for()
+    assert {r["status"] for r in team_server.get(f"/responses/{rid}")["approval_requests"]} == {"approved", "rejected"}
+    assert page.locator(".turn.user").nth(1).inner_text().strip() == "Approved send_email; Rejected send_email: not Bob"
+    page.locator(".run", has_text="Answered 2 tool calls").wait_for()  # the runs panel names the answer

@@ -531,7 +531,14 @@
     box.append(elt("pre", "approval-args", [args]));
     if (item.server && item.server !== "agent") box.append(elt("div", "muted small", [`from ${item.server}`]));
     if (item.status === "rejected" && item.reason) box.append(elt("div", "muted small", [`Reason: ${item.reason}`]));
-    if (item.status === "pending" && !viewed && turn.status === "completed") {
+    if (item.status === "pending" && item.decision && !viewed) {
+      // Decided here, sent with the turn's other requests once each has an answer.
+      const verdict = item.decision.approve ? "approve" : "reject";
+      box.querySelector(".approval-state").textContent =
+        `you chose ${verdict}: sent once the other requests have an answer`;
+      const change = button("Change", () => { item.decision = null; changed(turn); });
+      box.append(elt("div", "approval-actions", [change]));
+    } else if (item.status === "pending" && !viewed && turn.status === "completed") {
       const reason = elt("input", "approval-reason");
       reason.placeholder = "Reason (optional)";
       reason.setAttribute("aria-label", "Reason");
@@ -546,14 +553,25 @@
     return box;
   }
 
-  /** Answer one request: a new turn continuing the response that asked; then where it stands. */
+  /** Decide one request. A response's requests are answered together (an answer that leaves one
+   * out declines it), so the decisions wait until each pending request of the turn has one; then
+   * they go as one new turn continuing the response that asked, and the page reads where they stand. */
   async function answerApproval(turn, item, approve, reason) {
     if (activeTurn()) return showError("Wait for the current answer to finish, then answer the request.");
-    const answer = { type: "mcp_approval_response", approval_request_id: item.requestId, approve };
-    if (reason) answer.reason = reason;
-    item.reason = reason || null;
-    const said = `${approve ? "Approved" : "Rejected"} ${item.name}${reason ? `: ${reason}` : ""}`;
-    await sendTurn(said, { input: [answer], previous_response_id: turn.responseId });
+    item.decision = { approve, reason: reason || null };
+    const pending = approvalsOf(turn).filter((i) => i.status === "pending");
+    if (pending.some((i) => !i.decision)) return changed(turn);
+    const input = pending.map((i) => ({
+      type: "mcp_approval_response", approval_request_id: i.requestId, approve: i.decision.approve,
+      ...(i.decision.reason ? { reason: i.decision.reason } : {}),
+    }));
+    const said = pending.map((i) => `${i.decision.approve ? "Approved" : "Rejected"} ${i.name}`
+                                    + (i.decision.reason ? `: ${i.decision.reason}` : "")).join("; ");
+    for (const i of pending) {
+      i.reason = i.decision.reason;
+      i.decision = null;
+    }
+    await sendTurn(said, { input, previous_response_id: turn.responseId });
     await refreshApprovals(turn);
   }
 

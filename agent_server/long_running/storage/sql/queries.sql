@@ -282,7 +282,9 @@ SELECT r.response_id, r.status, r.attempt_number, r.model, r.error, r.incomplete
                                 THEN r.updated_at ELSE now() END)
                           - coalesce(r.started_at, r.created_at))::float8 AS duration_seconds,
        CASE WHEN r.request #>> '{{input,-1,type}}' = 'mcp_approval_response'
-                THEN CASE WHEN r.request #>> '{{input,-1,approve}}' = 'true' THEN 'Approved a tool call'
+                THEN CASE WHEN jsonb_array_length(r.request -> 'input') > 1
+                              THEN 'Answered ' || jsonb_array_length(r.request -> 'input') || ' tool calls'
+                          WHEN r.request #>> '{{input,-1,approve}}' = 'true' THEN 'Approved a tool call'
                           ELSE 'Rejected a tool call' END
            ELSE CASE jsonb_typeof(r.request #> '{{input,-1,content}}')
                     WHEN 'string' THEN left(r.request #>> '{{input,-1,content}}', 200)
