@@ -8,8 +8,10 @@ asks and answers.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -20,9 +22,13 @@ from openai.types.responses.response_output_item import McpApprovalRequest
 
 from agent_server.agents import FRAMEWORKS
 from harness.scripted_endpoint import ScriptedEndpoint
+from harness.webhook_receiver import WebhookReceiver
 from tests.support import TEAM, agent_server_process, team_reply
 
 SENT = re.compile(r"send_email to (?P<to>\S+) \(idempotency key (?P<key>\S+)\)")
+
+
+SECRET = "whsec_" + base64.b64encode(b"parallel-approvals-key-32-bytes!").decode()
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +37,19 @@ def endpoint():
         yield scripted
 
 
+@pytest.fixture(scope="module")
+def receiver():
+    with WebhookReceiver() as hooks:
+        yield hooks
+
+
 class Server:
     """One ``start-server`` of a variant on its own schema, pointed at the scripted endpoint."""
 
-    def __init__(self, variant: str, pg_url: str, tmp: Path, endpoint: ScriptedEndpoint):
+    def __init__(self, variant: str, pg_url: str, tmp: Path, endpoint: ScriptedEndpoint, receiver: WebhookReceiver):
         env = {**endpoint.server_env(tmp), "DATABASE_URL": pg_url,
-               "AGENT_SERVER_DB_SCHEMA": f"par_{variant}_{uuid.uuid4().hex[:8]}"}
+               "AGENT_SERVER_DB_SCHEMA": f"par_{variant}_{uuid.uuid4().hex[:8]}",
+               "WEBHOOK_URL": receiver.url, "WEBHOOK_SECRET": SECRET}
         self.process = agent_server_process(variant, tmp, env)
         self.process.start(timeout=180)
 
@@ -57,8 +70,9 @@ class Server:
 
 
 @pytest.fixture(scope="module", params=sorted(FRAMEWORKS))
-def server(request, endpoint, pg_url, tmp_path_factory, spawns):
-    started = Server(request.param, pg_url, tmp_path_factory.mktemp(f"parallel-{request.param}"), endpoint)
+def server(request, endpoint, receiver, pg_url, tmp_path_factory, spawns):
+    started = Server(request.param, pg_url, tmp_path_factory.mktemp(f"parallel-{request.param}"), endpoint,
+                     receiver)
     spawns(started.process)
     yield started
     started.process.kill()
@@ -115,3 +129,18 @@ def test_answering_one_request_declines_the_other(server):
             answer(client, response.id, (requests[TEAM[0]].id, True))
     assert "declined" in str(late.value)
     assert server.sent(f"{response.id}:") == [] and server.sent(f"{answered.id}:") == [TEAM[1]]
+
+
+def test_a_background_run_that_pauses_tells_the_webhook_receivers(server, receiver):
+    with server.client() as client:
+        asked = client.responses.create(model="agent", input="Email the team about the offsite", background=True)
+        deadline = time.monotonic() + 120
+        while (response := client.responses.retrieve(asked.id)).status in ("queued", "in_progress"):
+            assert time.monotonic() < deadline, response
+            time.sleep(0.1)
+        assert response.status == "completed"
+        assert [item.type for item in response.output[-2:]] == ["mcp_approval_request"] * 2
+        receiver.wait_for(lambda deliveries: any(d.response_id == asked.id for d in deliveries), timeout=60)
+        (hook,) = receiver.of(asked.id)
+        event = client.webhooks.unwrap(hook.body, hook.headers, secret=SECRET)
+    assert (event.type, event.data.id) == ("response.completed", asked.id)
