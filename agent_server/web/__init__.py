@@ -36,7 +36,7 @@ class _File:
         return Response(self.body, media_type=self.media_type, headers=headers)
 
 
-ASSETS = ("app.js", "markdown.js", "memory.js", "style.css", "icon.svg")
+ASSETS = ("app.js", "dom.js", "markdown.js", "memory.js", "style.css", "icon.svg")
 
 
 def install_web_page(app: FastAPI) -> None:

@@ -1,5 +1,5 @@
 // The agent's page: a chat whose every message runs as background + stream, and
-// the caller's runs. No framework: plain DOM, one file.
+// the caller's runs. No framework: plain DOM (helpers shared with memory.js in dom.js).
 //
 // Durability: each answer's state (what has been rendered, and the sequence
 // number of the last event applied) is kept in localStorage with it. After a
@@ -9,6 +9,7 @@
 "use strict";
 
 (function () {
+  const { elt, button } = window.pageDom;
   const STORE_KEY = "agent-chat-v1";
   const TERMINAL = new Set(["completed", "failed", "cancelled", "incomplete", "deleted", "lost"]);
   const RUNS_PAGE = 20;
@@ -472,13 +473,6 @@
     return bar;
   }
 
-  function elt(tag, className, children) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    for (const child of children || []) node.append(child);
-    return node;
-  }
-
   function isNearEnd() {
     const list = $("messages");
     return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
@@ -758,13 +752,6 @@
     actions.append(del);
     li.append(title, meta, actions);
     return li;
-  }
-
-  function button(label, onClick) {
-    const b = elt("button", null, [label]);
-    b.type = "button";
-    b.addEventListener("click", onClick);
-    return b;
   }
 
   async function runAction(run, action) {

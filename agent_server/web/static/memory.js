@@ -6,6 +6,7 @@
 "use strict";
 
 (function () {
+  const { elt, button } = window.pageDom;
   const PAGE = 50;
   const REFRESH_MS = 15000;
   const $ = (id) => document.getElementById(id);
@@ -15,20 +16,6 @@
   let inFlight = false;
   const confirming = new Set(); // ids whose Delete was clicked once
   let confirmingAll = false;
-
-  function node(tag, className, children) {
-    const element = document.createElement(tag);
-    if (className) element.className = className;
-    for (const child of children || []) element.append(child);
-    return element;
-  }
-
-  function actionButton(label, onClick) {
-    const b = node("button", null, [label]);
-    b.type = "button";
-    b.addEventListener("click", onClick);
-    return b;
-  }
 
   async function request(path, method) {
     let response;
@@ -105,15 +92,15 @@
   }
 
   function memoryNode(memory) {
-    const li = node("li", "memory");
+    const li = elt("li", "memory");
     li.dataset.memoryId = memory.id;
     const saved = new Date(memory.created_at * 1000).toLocaleDateString();
-    const del = actionButton(confirming.has(memory.id) ? "Really delete?" : "Delete", () => {
+    const del = button(confirming.has(memory.id) ? "Really delete?" : "Delete", () => {
       if (confirming.has(memory.id)) return forget(`memories/${encodeURIComponent(memory.id)}`);
       confirming.add(memory.id);
       del.textContent = "Really delete?";
     });
-    li.append(node("div", "memory-text", [memory.text]), node("div", "memory-meta", [node("span", null, [`saved ${saved}`]), del]));
+    li.append(elt("div", "memory-text", [memory.text]), elt("div", "memory-meta", [elt("span", null, [`saved ${saved}`]), del]));
     return li;
   }
 
