@@ -373,7 +373,7 @@ EXPECTED_ROUTES = {
     ("DELETE", "/memories/{memory_id}"), ("DELETE", "/memories"),
     # The web page and its fixed set of files (agent_server/web).
     ("GET", "/"), ("GET", "/web/app.js"), ("GET", "/web/markdown.js"), ("GET", "/web/style.css"),
-    ("GET", "/web/icon.svg"), ("GET", "/web/memory.js"),
+    ("GET", "/web/icon.svg"), ("GET", "/web/memory.js"), ("GET", "/web/dom.js"),
     # FastAPI's generated API documentation (read-only).
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }
