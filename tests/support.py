@@ -25,6 +25,9 @@ from harness.scripted_endpoint import send_json, text_of, tool_calls
 from scripts.server_process import PROJECT_ROOT, ServerProcess, free_port  # noqa: E402,F401
 
 
+#: The line the demo ``send_email`` tool (``agent_server/agents/tools.py``) logs each time it runs.
+SENT_EMAIL = re.compile(r"send_email to (?P<to>\S+) \(idempotency key (?P<key>\S+)\)")
+
 #: Whom the scripted model of :func:`team_reply` emails, in one turn.
 TEAM = ("ada@example.com", "bob@example.com")
 _ASK_TEAM = re.compile(r"Email the team about (?P<topic>[^.!?\n]+)")

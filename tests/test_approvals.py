@@ -25,10 +25,9 @@ from openai.types.responses.response_output_item import McpApprovalRequest
 from agent_server.agents import FRAMEWORKS
 from agent_server.long_running.http.approval_answers import answers_in
 from agent_server.long_running.errors import ApiError
-from tests.support import agent_server_process
+from tests.support import SENT_EMAIL, agent_server_process
 
 VARIANTS = sorted(FRAMEWORKS)
-SENT = re.compile(r"send_email to (?P<to>\S+) \(idempotency key (?P<key>\S+)\)")
 EXPIRES_AFTER = 4.0  # the second server's approval time-out, in seconds
 
 
@@ -62,7 +61,7 @@ class Servers:
     def sent(self, key_prefix: str) -> list[str]:
         """The idempotency keys of every send_email run of one response, in both servers' logs."""
         log = "".join(path.read_text(errors="replace") for path in self.tmp.glob("*/server.log"))
-        return [m["key"] for m in SENT.finditer(log) if m["key"].startswith(key_prefix)]
+        return [m["key"] for m in SENT_EMAIL.finditer(log) if m["key"].startswith(key_prefix)]
 
     def close(self) -> None:
         self.first.kill()

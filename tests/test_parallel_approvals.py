@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
-import time
 import uuid
 from pathlib import Path
 
@@ -21,13 +19,12 @@ import pytest
 from openai.types.responses.response_output_item import McpApprovalRequest
 
 from agent_server.agents import FRAMEWORKS
+from harness.chaos import TERMINAL
 from harness.scripted_endpoint import ScriptedEndpoint
 from harness.webhook_receiver import WebhookReceiver
-from tests.support import TEAM, agent_server_process, team_reply
+from tests.support import SENT_EMAIL, TEAM, agent_server_process, team_reply, wait_for_status
 
-SENT = re.compile(r"send_email to (?P<to>\S+) \(idempotency key (?P<key>\S+)\)")
-
-
+USER = "ada@example.com"  # the caller's identity, as the Databricks Apps proxy sends it
 SECRET = "whsec_" + base64.b64encode(b"parallel-approvals-key-32-bytes!").decode()
 
 
@@ -55,16 +52,18 @@ class Server:
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.process.base_url, api_key="unused", timeout=120, max_retries=0,
-                             default_headers={"X-Forwarded-Email": "ada@example.com"})
+                             default_headers={"X-Forwarded-Email": USER})
 
     def sent(self, key_prefix: str) -> list[str]:
         """Who ``send_email`` ran for under the response whose id starts its idempotency key."""
         log = self.process.log_path.read_text(errors="replace")
-        return [m["to"] for m in SENT.finditer(log) if m["key"].startswith(key_prefix)]
+        return [m["to"] for m in SENT_EMAIL.finditer(log) if m["key"].startswith(key_prefix)]
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.process.base_url, timeout=30, headers={"X-Forwarded-Email": USER})
 
     def approval_status(self, response_id: str) -> dict[str, str]:
-        with httpx.Client(base_url=self.process.base_url, timeout=30,
-                          headers={"X-Forwarded-Email": "ada@example.com"}) as http:
+        with self.http() as http:
             stored = http.get(f"/responses/{response_id}").json()
         return {r["id"]: r["status"] for r in stored["approval_requests"]}
 
@@ -134,12 +133,10 @@ def test_answering_one_request_declines_the_other(server):
 def test_a_background_run_that_pauses_tells_the_webhook_receivers(server, receiver):
     with server.client() as client:
         asked = client.responses.create(model="agent", input="Email the team about the offsite", background=True)
-        deadline = time.monotonic() + 120
-        while (response := client.responses.retrieve(asked.id)).status in ("queued", "in_progress"):
-            assert time.monotonic() < deadline, response
-            time.sleep(0.1)
-        assert response.status == "completed"
-        assert [item.type for item in response.output[-2:]] == ["mcp_approval_request"] * 2
+        with server.http() as http:
+            ended = wait_for_status(http, f"/responses/{asked.id}", TERMINAL, timeout=120)
+        assert ended["status"] == "completed", ended
+        assert [item["type"] for item in ended["output"][-2:]] == ["mcp_approval_request"] * 2
         receiver.wait_for(lambda deliveries: any(d.response_id == asked.id for d in deliveries), timeout=60)
         (hook,) = receiver.of(asked.id)
         event = client.webhooks.unwrap(hook.body, hook.headers, secret=SECRET)

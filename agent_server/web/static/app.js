@@ -520,16 +520,16 @@
     const args = item.args && typeof item.args === "object"
       ? Object.entries(item.args).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ")
       : (item.args || "");
-    box.append(elt("div", "tool-head", [elt("span", "tool-name", [item.name]),
-                                        elt("span", "approval-state", [APPROVAL_STATES[item.status] || item.status])]));
+    // Decided here but not sent yet: it goes with the turn's other requests once each has an answer.
+    const decided = item.status === "pending" && item.decision && !viewed;
+    const state = decided
+      ? `you chose ${item.decision.approve ? "approve" : "reject"}: sent once the other requests have an answer`
+      : APPROVAL_STATES[item.status] || item.status;
+    box.append(elt("div", "tool-head", [elt("span", "tool-name", [item.name]), elt("span", "approval-state", [state])]));
     box.append(elt("pre", "approval-args", [args]));
     if (item.server && item.server !== "agent") box.append(elt("div", "muted small", [`from ${item.server}`]));
     if (item.status === "rejected" && item.reason) box.append(elt("div", "muted small", [`Reason: ${item.reason}`]));
-    if (item.status === "pending" && item.decision && !viewed) {
-      // Decided here, sent with the turn's other requests once each has an answer.
-      const verdict = item.decision.approve ? "approve" : "reject";
-      box.querySelector(".approval-state").textContent =
-        `you chose ${verdict}: sent once the other requests have an answer`;
+    if (decided) {
       const change = button("Change", () => { item.decision = null; changed(turn); });
       box.append(elt("div", "approval-actions", [change]));
     } else if (item.status === "pending" && !viewed && turn.status === "completed") {
