@@ -144,9 +144,9 @@ class Worker:
         Returns the Response object as first stored (``in_progress`` or ``queued``).
         """
         created_at = time.time()
-        if self.free_slots() <= 0 and self._claiming:
-            # A claim query holds free slots while it runs; wait for it rather
-            # than queue a response this worker may have room for.
+        while self.free_slots() <= 0 and self._claiming:
+            # A claim query holds free slots while it runs, and the next may start before
+            # this wakes; wait for them rather than queue a response this worker has room for.
             await self._claims_idle.wait()
         start_here = self.free_slots() > 0
 

@@ -539,9 +539,10 @@
       // Kept on the item: the turn may be drawn again while the reason is typed.
       reason.value = item.draft || "";
       reason.addEventListener("input", () => { item.draft = reason.value; });
-      const approve = button("Approve", () => answerApproval(turn, item, true, reason.value.trim()));
+      // The reason is read from the item, not this input: a redraw may have replaced the input typed in.
+      const approve = button("Approve", () => answerApproval(turn, item, true, (item.draft || "").trim()));
       approve.className = "primary";
-      const reject = button("Reject", () => answerApproval(turn, item, false, reason.value.trim()));
+      const reject = button("Reject", () => answerApproval(turn, item, false, (item.draft || "").trim()));
       box.append(elt("div", "approval-actions", [approve, reject, reason]));
     }
     return box;
